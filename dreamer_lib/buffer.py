@@ -61,8 +61,10 @@ class ReplayBuffer:
         length = validate_episode(episode)
         episode = {k: np.asarray(episode[k]) for k in KEYS}
         if save and self.directory:
-            index = len(list(self.directory.glob("*.npz")))
-            path = self.directory / f"{index:06d}-{length - 1}.npz"
+            # Number files after the newest one on disk (not by counting: a deleted file must not
+            # make the next episode reuse, and overwrite, an existing name).
+            indices = [int(p.name.split("-")[0]) for p in self.directory.glob("*.npz") if p.name[:6].isdigit()]
+            path = self.directory / f"{max(indices, default=-1) + 1:06d}-{length - 1}.npz"
             temporary = path.with_suffix(".tmp.npz")
             np.savez_compressed(temporary, **episode)
             temporary.rename(path)

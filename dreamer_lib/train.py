@@ -123,7 +123,7 @@ class Trainer:
         self.metrics_log, self.eval_log = CSVLog(self.logdir / "metrics.csv"), CSVLog(self.logdir / "eval.csv")
         self.progress = progress
         self.stop_requested = False
-        self.updates, self.wall_s, self.evals, self.last_return = 0, 0.0, 0, float("nan")
+        self.updates, self.wall_s, self.next_eval, self.last_return = 0, 0.0, 0, float("nan")
         self._resume()
 
     # ----------------------------------------------------------------- state
@@ -141,15 +141,21 @@ class Trainer:
         if checkpoint_path.exists():
             checkpoint = load_checkpoint(checkpoint_path, self.agent.device)
             self.agent.load_checkpoint(checkpoint["agent"])
-            self.updates, self.wall_s, self.evals = checkpoint["updates"], checkpoint["wall_s"], checkpoint["evals"]
+            self.updates, self.wall_s = checkpoint["updates"], checkpoint["wall_s"]
+            self.next_eval = checkpoint["next_eval"]
         if episodes:
+            # New randomness for the new episodes: a resumed run must not replay its first ones.
+            seed = self.config.seed + 1000 * self.buffer.total_episodes
+            torch.manual_seed(seed)
+            self.env.reset(seed=seed)
+            self.env.action_space.seed(seed)
             print(f"Resuming {self.logdir}: {episodes} episodes ({self.env_frames} env frames), "
                   f"{self.updates} updates from the checkpoint.")
 
     def save_checkpoint(self) -> None:
         """Written to a temporary file and renamed, so a kill mid-write keeps the previous one."""
         state = {"agent": self.agent.checkpoint(), "updates": self.updates, "wall_s": self.wall_s,
-                 "evals": self.evals, "env_frames": self.env_frames}
+                 "next_eval": self.next_eval, "env_frames": self.env_frames}
         temporary = self.logdir / "checkpoint.pt.tmp"
         torch.save(state, temporary)
         os.replace(temporary, self.logdir / "checkpoint.pt")
@@ -176,6 +182,8 @@ class Trainer:
             batch = self.buffer.sample(self.config.batch_size, self.config.seq_len)
             history.append(self.agent.update(batch))
             self.updates += 1
+        if not history:  # stopped (Ctrl-C / SIGTERM) before the first update
+            return None
         means = {k: torch.stack([h[k] for h in history]).float().mean().item() for k in history[0]}
         bad = [k for k, v in means.items() if not math.isfinite(v)]
         if bad:
@@ -192,7 +200,6 @@ class Trainer:
                "wall_s": round(self.wall_s, 1), "return_mean": round(float(returns.mean()), 2),
                "return_std": round(float(returns.std()), 2), "returns": " ".join(f"{r:.1f}" for r in returns)}
         self.eval_log.write(row)
-        self.evals += 1
         viz.save_gif(frames, self.logdir / "eval.gif", fps=20, scale=2)
         self.draw_open_loop()
         figure = viz.learning_curve(self.eval_log.read())
@@ -220,8 +227,9 @@ class Trainer:
         start = time.time() - self.wall_s
         try:
             while self.env_frames < c.steps and not self.stop_requested:
-                if self.env_frames >= self.evals * c.eval_every and self.env_frames >= c.prefill_frames:
+                if self.env_frames >= max(self.next_eval, c.prefill_frames):
                     row = self.evaluate_and_draw()
+                    self.next_eval = (self.env_frames // c.eval_every + 1) * c.eval_every
                     postfix["eval"] = f"{row['return_mean']:.0f}±{row['return_std']:.0f}"
                 frames_before, collect_start = self.env_frames, time.time()
                 self.collect()

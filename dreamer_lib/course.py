@@ -1,0 +1,54 @@
+"""Helpers for the lessons: pick the run size ("scale") and say what produced the figures.
+
+Scales: "gpu" (paper sizes, picked when CUDA is there), "cpu" (smaller, still learns), "ci"
+(tiny, only proves the code runs; nbval uses it). DREAMER_SCALE=gpu|cpu|ci overrides the choice.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+import dreamer_lib
+from dreamer_lib.config import Config, make_config
+
+PRESET_OF_SCALE = {"gpu": "paper", "cpu": "cpu", "ci": "ci"}
+
+
+@dataclass
+class Scale:
+    name: str
+    device: torch.device
+    config: Config
+    started: float = field(default_factory=time.time)
+
+    def pick(self, gpu, cpu, ci):
+        """The value for this scale: `steps = scale.pick(gpu=2000, cpu=300, ci=5)`."""
+        return {"gpu": gpu, "cpu": cpu, "ci": ci}[self.name]
+
+    def elapsed(self) -> str:
+        return f"{time.time() - self.started:.0f} s"
+
+
+def pick_scale() -> str:
+    name = os.environ.get("DREAMER_SCALE") or ("gpu" if torch.cuda.is_available() else "cpu")
+    if name not in PRESET_OF_SCALE:
+        raise ValueError(f"DREAMER_SCALE={name!r}: use one of gpu, cpu, ci.")
+    return name
+
+
+def setup(lesson: str, seed: int = 0) -> Scale:
+    """Seed everything and print the line that says what produced this notebook's outputs."""
+    name = pick_scale()
+    if name == "gpu" and not torch.cuda.is_available():
+        raise ValueError("DREAMER_SCALE=gpu needs a CUDA GPU; use cpu or ci here.")
+    device = torch.device("cuda" if name == "gpu" else "cpu")
+    torch.manual_seed(seed)
+    config = make_config(PRESET_OF_SCALE[name], device=device.type, seed=seed)
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    print(f"{lesson} | scale: {name} (preset {config.preset}) | device: {where} | dreamer_lib {dreamer_lib.__version__} "
+          f"| torch {torch.__version__} | {time.strftime('%Y-%m-%d')}")
+    return Scale(name, device, config)
