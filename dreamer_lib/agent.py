@@ -27,7 +27,7 @@ from torch import nn
 from dreamer_lib.actor_critic import Actor, Critic, compute_actor_loss, compute_critic_loss, compute_lambda_returns
 from dreamer_lib.config import Config, resolve_device, resolve_precision
 from dreamer_lib.networks import (ContinuePredictor, ConvDecoder, ConvEncoder, RewardPredictor,
-                                  gaussian_log_prob, preprocess, to_uint8)
+                                  gaussian_log_prob, keras_init, preprocess, to_uint8)
 from dreamer_lib.rssm import RSSM, RSSMState, kl_loss
 
 
@@ -45,6 +45,7 @@ class DreamerV1(nn.Module):
         self.pcont = ContinuePredictor(features, c.dense_units) if c.use_continue else None
         self.actor = Actor(features, action_size, c.dense_units, c.actor_mean_scale, c.actor_init_std, c.actor_min_std)
         self.critic = Critic(features, c.dense_units)
+        keras_init(self)  # the official code's initialisation (see networks.keras_init)
         self.to(self.device)
 
         self.precision = resolve_precision(c, self.device)

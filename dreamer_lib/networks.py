@@ -13,6 +13,10 @@ from torch import nn
 
 def preprocess(images: torch.Tensor) -> torch.Tensor:
     """uint8 frames (..., 64, 64, 3) -> float (..., 3, 64, 64) in [-0.5, 0.5], as the official code."""
+    if images.dtype != torch.uint8 or images.dim() < 3 or images.shape[-3:] != (64, 64, 3):
+        raise ValueError(f"Expected uint8 frames of shape (..., 64, 64, 3), as make_env and the replay buffer "
+                         f"give them; got {images.dtype} {tuple(images.shape)}. Channels go last, and "
+                         "frames stay uint8 until preprocess normalises them.")
     return images.permute(*range(images.dim() - 3), -1, -3, -2).float() / 255.0 - 0.5
 
 
@@ -20,6 +24,31 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """Inverse of `preprocess` for display: float (..., 3, H, W) -> uint8 (..., H, W, 3)."""
     images = ((images.detach().float() + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
     return images.permute(*range(images.dim() - 3), -2, -1, -3)
+
+
+def keras_init(module: nn.Module) -> nn.Module:
+    """Initialise as the official code did, through Keras' defaults: glorot-uniform weights, zero
+    biases, and an orthogonal recurrent matrix for the GRU. PyTorch's defaults differ, and with
+    them the conv autoencoder of lesson 1 sits at the "average frame" for over a thousand steps.
+    Glorot's bound is sqrt(6 / (fan_in + fan_out)); for the decoder's first layer (a 5x5
+    transposed conv written as a Linear) the fans are those of that conv, 25 x (in, out) channels."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.GRUCell):
+            nn.init.xavier_uniform_(m.weight_ih)
+            nn.init.orthogonal_(m.weight_hh)
+            nn.init.zeros_(m.bias_ih)
+            nn.init.zeros_(m.bias_hh)
+    for m in module.modules():  # after the loop above, which treated deconv1 as a plain Linear
+        if isinstance(m, ConvDecoder):
+            out_channels, in_channels = m.deconv1_bias.shape[0], m.deconv1.in_features
+            bound = (6 / (25 * (in_channels + out_channels))) ** 0.5
+            nn.init.uniform_(m.deconv1.weight, -bound, bound)
+            nn.init.zeros_(m.deconv1_bias)
+    return module
 
 
 class ConvEncoder(nn.Module):

@@ -243,7 +243,7 @@ class Trainer:
                                             "collect_fps": round(fps, 1), **{k: round(v, 4) for k, v in means.items()}})
                     self.save_checkpoint()
                     postfix.update(model=f"{means['model_loss']:.0f}", actor=f"{means['actor_loss']:.2f}")
-                postfix.update(ret=f"{self.last_return:.0f}", upd=self.updates)
+                postfix.update(ret=f"{self.last_return:.0f}", upd=self.updates, env_fps=f"{fps:.0f}")
                 bar.set_postfix(postfix, refresh=False)
                 bar.update(min(self.env_frames, c.steps) - bar.n)
             if not self.stop_requested:
