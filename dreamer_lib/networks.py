@@ -43,7 +43,7 @@ def keras_init(module: nn.Module) -> nn.Module:
             nn.init.zeros_(m.bias_ih)
             nn.init.zeros_(m.bias_hh)
     for m in module.modules():  # after the loop above, which treated deconv1 as a plain Linear
-        if isinstance(m, ConvDecoder):
+        if hasattr(m, "deconv1_bias"):  # a ConvDecoder (also a learner's copy from lesson 1)
             out_channels, in_channels = m.deconv1_bias.shape[0], m.deconv1.in_features
             bound = (6 / (25 * (in_channels + out_channels))) ** 0.5
             nn.init.uniform_(m.deconv1.weight, -bound, bound)

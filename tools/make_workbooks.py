@@ -57,7 +57,8 @@ def workbook(lesson: pathlib.Path) -> str:
     notebook = jupytext.reads(strip_solutions(lesson.read_text()), fmt="py:percent")
     notebook.cells.insert(0, jupytext.reads(f"# %% [markdown]\n# {HEADER.format(name=lesson.stem)}\n",
                                             fmt="py:percent").cells[0])
-    for cell in notebook.cells:
+    for number, cell in enumerate(notebook.cells):
+        cell.id = f"{lesson.stem[:2]}-{number:03d}"  # stable ids, so regenerating changes nothing
         cell.metadata.pop("lines_to_next_cell", None)
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None

@@ -1,0 +1,115 @@
+"""The lesson-2 check accepts the library's window sampling and catches the usual mistakes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dreamer_lib.buffer import KEYS
+from dreamer_lib.checks import CheckFailed
+from dreamer_lib.checks.buffer import check_sample_windows, make_episode
+
+
+def reference(episodes, batch_size, seq_len, rng):
+    candidates = [e for e in episodes if len(e["image"]) >= seq_len]
+    if not candidates:
+        raise ValueError(f"no episode has {seq_len} steps")
+    windows = {k: [] for k in KEYS}
+    for index in rng.integers(len(candidates), size=batch_size):
+        episode = candidates[index]
+        start = rng.integers(len(episode["image"]) - seq_len + 1)
+        for key in KEYS:
+            windows[key].append(episode[key][start:start + seq_len])
+    return {key: np.stack(value, axis=1) for key, value in windows.items()}
+
+
+def batch_major(episodes, batch_size, seq_len, rng):
+    batch = reference(episodes, batch_size, seq_len, rng)
+    return {key: value.swapaxes(0, 1) for key, value in batch.items()}
+
+
+def never_last_start(episodes, batch_size, seq_len, rng):
+    candidates = [e for e in episodes if len(e["image"]) >= seq_len]
+    windows = {k: [] for k in KEYS}
+    for index in rng.integers(len(candidates), size=batch_size):
+        episode = candidates[index]
+        start = rng.integers(max(len(episode["image"]) - seq_len, 1))  # "fixed" the crash, not the bound
+        for key in KEYS:
+            windows[key].append(episode[key][start:start + seq_len])
+    return {key: np.stack(value, axis=1) for key, value in windows.items()}
+
+
+def off_by_one_crashes(episodes, batch_size, seq_len, rng):
+    candidates = [e for e in episodes if len(e["image"]) >= seq_len]
+    windows = {k: [] for k in KEYS}
+    for index in rng.integers(len(candidates), size=batch_size):
+        episode = candidates[index]
+        start = rng.integers(len(episode["image"]) - seq_len)
+        for key in KEYS:
+            windows[key].append(episode[key][start:start + seq_len])
+    return {key: np.stack(value, axis=1) for key, value in windows.items()}
+
+
+def no_length_filter(episodes, batch_size, seq_len, rng):
+    windows = {k: [] for k in KEYS}
+    for index in rng.integers(len(episodes), size=batch_size):
+        episode = episodes[index]
+        start = rng.integers(len(episode["image"]) - seq_len + 1)
+        for key in KEYS:
+            windows[key].append(episode[key][start:start + seq_len])
+    return {key: np.stack(value, axis=1) for key, value in windows.items()}
+
+
+def concatenated(episodes, batch_size, seq_len, rng):
+    """Treats the buffer as one long stream: windows cross episode ends."""
+    stream = {k: np.concatenate([e[k] for e in episodes]) for k in KEYS}
+    starts = rng.integers(len(stream["image"]) - seq_len + 1, size=batch_size)
+    return {k: np.stack([stream[k][s:s + seq_len] for s in starts], axis=1) for k in KEYS}
+
+
+def strict_length(episodes, batch_size, seq_len, rng):
+    return reference([e for e in episodes if len(e["image"]) > seq_len], batch_size, seq_len, rng)
+
+
+def length_weighted(episodes, batch_size, seq_len, rng):
+    pairs = [(e, s) for e in episodes for s in range(len(e["image"]) - seq_len + 1)]
+    if not pairs:
+        raise ValueError("nothing to sample")
+    chosen = [pairs[i] for i in rng.integers(len(pairs), size=batch_size)]
+    return {k: np.stack([e[k][s:s + seq_len] for e, s in chosen], axis=1) for k in KEYS}
+
+
+def interleaved_draws(episodes, batch_size, seq_len, rng):
+    candidates = [e for e in episodes if len(e["image"]) >= seq_len]
+    if not candidates:
+        raise ValueError("nothing to sample")
+    chosen = []
+    for _ in range(batch_size):
+        episode = candidates[rng.integers(len(candidates))]
+        chosen.append((episode, rng.integers(len(episode["image"]) - seq_len + 1)))
+    return {k: np.stack([e[k][s:s + seq_len] for e, s in chosen], axis=1) for k in KEYS}
+
+
+def test_reference_passes(capsys):
+    check_sample_windows(reference)
+    assert "2.1 passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fn,message", [
+    (batch_major, r"batch-major \(B, T, \.\.\.\).*time-major"),
+    (never_last_start, r"start 4 never appeared.*upper bound is exclusive"),
+    (off_by_one_crashes, r"exactly seq_len rows.*rng\.integers\(len - seq_len \+ 1\).*raised ValueError"),
+    (no_length_filter, r"shorter than seq_len.*must be skipped.*raised ValueError"),
+    (concatenated, r"mixes episodes.*crosses an episode end"),
+    (strict_length, r"exactly seq_len=8 rows.*not >"),
+    (length_weighted, r"in proportion to their length"),
+    (interleaved_draws, r"not the draws of ReplayBuffer\.sample"),
+])
+def test_mistakes_are_caught(fn, message):
+    with pytest.raises(CheckFailed, match=message):
+        check_sample_windows(fn)
+
+
+def test_synthetic_episodes_are_valid_buffer_episodes():
+    from dreamer_lib.buffer import validate_episode
+
+    assert validate_episode(make_episode(3, 10)) == 10
