@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the text bar: it also reads in a saved notebook
 
 from dreamer_lib import viz
 from dreamer_lib.agent import DreamerV1
@@ -246,7 +246,7 @@ class Trainer:
                 postfix.update(ret=f"{self.last_return:.0f}", upd=self.updates, env_fps=f"{fps:.0f}")
                 bar.set_postfix(postfix, refresh=False)
                 bar.update(min(self.env_frames, c.steps) - bar.n)
-            if not self.stop_requested:
+            if not self.stop_requested and self.env_frames >= self.next_eval:  # not yet evaluated here
                 self.evaluate_and_draw()
         finally:
             self.wall_s = time.time() - start

@@ -13,6 +13,7 @@ check cells that follow stay. Outputs are not copied: a workbook is for the lear
 """
 from __future__ import annotations
 
+import json
 import pathlib
 import re
 import sys
@@ -40,7 +41,7 @@ def strip_solutions(text: str) -> str:
             if inside:
                 raise ValueError(f"line {number}: BEGIN SOLUTION inside another solution region")
             indent, exercise, task = begin.groups()
-            out.append(f'{indent}raise NotImplementedError("Exercise {exercise}: {task}")')
+            out.append(f"{indent}raise NotImplementedError({json.dumps(f'Exercise {exercise}: {task}')})")
             inside = True
         elif END.match(line):
             if not inside:

@@ -1,0 +1,553 @@
+# %%
+# On Colab, install the course library first; elsewhere this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "dreamer-course[dmc] @ git+https://github.com/dreamer-course/dreamer-course"], check=True)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+# %% [markdown]
+# # Lesson 3: The recurrent state-space model (RSSM)
+#
+# The encoder of lesson 1 turns one frame into an embedding $e_t$. A frame alone does not say
+# how fast the pendulum swings, and a world model that imagines the future must carry a memory.
+# Dreamer's memory is the **recurrent state-space model** of PlaNet (Hafner et al. 2019,
+# section 3), which "Dream to Control" reuses unchanged for its world model (section 4).
+# In this lesson you build it:
+#
+# - the latent state $s_t = (h_t, z_t)$: a deterministic GRU state $h_t$ (200 numbers) and a
+#   stochastic state $z_t$ (30 numbers, a diagonal Gaussian);
+# - the **prior** $p(z_t \mid h_t)$, which predicts without looking, and the **posterior**
+#   $q(z_t \mid h_t, e_t)$, which also sees the frame;
+# - the KL divergence between them, with **free nats** (exercises 3.1 and 3.2);
+# - one RSSM step (exercise 3.3), then the two ways of unrolling it: *observe* (filter real
+#   frames) and *imagine* (predict with the prior alone).
+#
+# At the end you will see, on real Pendulum frames, how the prior's uncertainty compares with the
+# posterior's before and after a short training, and what imagined $z$ trajectories look like.
+#
+# Where this sits: env → replay buffer → **world model (encoder → RSSM → decoder, reward)** →
+# imagination → actor-critic → env. Lesson 4 trains the whole world model; lesson 5 imagines
+# with the RSSM's prior to train the actor and critic, and lesson 6 puts it all together.
+
+# %%
+from dreamer_lib import course
+
+scale = course.setup("Lesson 3: the RSSM")
+
+# %% [markdown]
+# ## 1. The state: deterministic $h$ and stochastic $z$
+#
+# PlaNet (section 3) splits the latent state in two, because each half alone fails:
+#
+# $$
+# \begin{aligned}
+# \text{deterministic state:}\quad & h_t = f(h_{t-1}, z_{t-1}, a_{t-1}) && \text{(a GRU)}\\
+# \text{prior (transition):}\quad & z_t \sim p(z_t \mid h_t)\\
+# \text{posterior (representation):}\quad & z_t \sim q(z_t \mid h_t, e_t), \qquad e_t = \mathrm{enc}(o_t)
+# \end{aligned}
+# $$
+#
+# A purely stochastic model has to squeeze everything it remembers through noisy samples, so it
+# forgets over many steps; a purely deterministic one cannot express that several futures are
+# possible. The GRU path $h$ carries memory reliably, the sample $z$ carries what is uncertain.
+# The decoder, the reward head, the actor and the critic all read the **features**
+# $[z_t, h_t]$ (230 numbers at paper size).
+#
+# A word on names: the Dreamer paper calls the posterior the *representation model*
+# $p_\theta(s_t \mid s_{t-1}, a_{t-1}, o_t)$ and the prior the *transition model*
+# $q_\theta(s_t \mid s_{t-1}, a_{t-1})$, the letters the other way round from PlaNet and from
+# variational-inference habit. We use $q$ for the posterior and $p$ for the prior throughout, as
+# the library does.
+#
+# The library keeps one state as a named tuple of four tensors: the Gaussian's `mean` and `std`,
+# a sample `stoch` ($z_t$) and `deter` ($h_t$).
+
+# %%
+import inspect
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dreamer_lib.rssm import RSSMState, stack_states
+
+print(inspect.getsource(RSSMState))
+config = scale.config
+print(f"this scale's sizes: deter (h) {config.deter_size}, stoch (z) {config.stoch_size}, "
+      f"hidden {config.hidden_size}, min_std {config.min_std}")
+
+# %% [markdown]
+# ## 2. Time-major sequences, and which action goes with which frame
+#
+# Every sequence in the library is **time-major**: `(T, B, ...)`, time first, so that a loop
+# over time indexes `x[t]` and gets a whole batch. The replay buffer stores an episode with one
+# row per step, the reset step included, and row $t$ holds
+#
+# - `image[t]` $= o_t$,
+# - `action[t]` $= a_{t-1}$, the action that *led to* $o_t$ (zeros at the reset row),
+# - `reward[t]` $= r_t$, received on arriving at $o_t$ (0 at the reset row).
+#
+# So `actions[t]` pairs with `embeds[t]`: the RSSM step for time $t$ takes $h_{t-1}, z_{t-1}$
+# and $a_{t-1}$ = `actions[t]` to predict $h_t$ and the prior, then corrects with $e_t$. This is
+# the official code's convention too (its `observe(embed, action)` zips the two sequences).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from dreamer_lib.buffer import ReplayBuffer
+from dreamer_lib.envs import make_env, run_episode
+
+env = make_env("pendulum", action_repeat=2, time_limit=200, seed=0)  # 200 env frames = 100 agent steps
+episode = run_episode(env)  # random actions
+for key, value in episode.items():
+    print(f"episode[{key!r}]: {value.shape} {value.dtype}")
+print("\n t | action[t] = a_(t-1) | reward[t] = r_t")
+for t in range(3):
+    print(f" {t} | {episode['action'][t, 0]:+.3f}              | {episode['reward'][t]:+.3f}")
+
+buffer = ReplayBuffer(capacity=10_000, seed=0)
+buffer.add_episode(episode)
+batch = buffer.sample(batch_size=4, seq_len=10)
+print("\na sampled batch, time-major:", {k: v.shape for k, v in batch.items()})
+
+# %% [markdown]
+# ## 3. A Gaussian you can backpropagate through
+#
+# The prior and the posterior each end in a layer with $2 \times$ `stoch` outputs, split into a
+# mean and a raw std. As the official code, the std is made positive with a softplus and kept
+# away from zero by a floor of 0.1 (the paper does not mention it):
+#
+# $$\sigma = \operatorname{softplus}(x) + 0.1 .$$
+#
+# The floor stops either distribution from collapsing to a point, where the KL and its gradient
+# would blow up. To sample, we use the **reparameterisation trick** (Kingma & Welling 2014):
+#
+# $$z = \mu + \sigma \odot \varepsilon, \qquad \varepsilon \sim \mathcal{N}(0, I).$$
+#
+# The randomness sits in $\varepsilon$, which does not depend on the parameters, so $z$ is a
+# differentiable function of $\mu$ and $\sigma$: $\partial z / \partial \mu = 1$ and
+# $\partial z / \partial \sigma = \varepsilon$. Dreamer needs this twice: the reconstruction
+# loss trains the posterior through its samples, and the actor (lesson 5) learns by
+# backpropagating returns through imagined prior samples. `torch.distributions.Normal.sample()`
+# would cut that path; `.rsample()` is the same trick.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+torch.manual_seed(0)
+mean = torch.tensor([0.5, -1.0], requires_grad=True)
+raw_std = torch.tensor([0.0, 2.0], requires_grad=True)
+std = F.softplus(raw_std) + 0.1
+noise = torch.randn(2)
+z = mean + std * noise  # the reparameterised sample
+z.sum().backward()
+show = lambda x: [round(v, 4) for v in x.tolist()]  # noqa: E731
+print("std              ", show(std))
+print("noise            ", show(noise))
+print("z                ", show(z))
+print("dz/d mean        ", show(mean.grad), " (= 1)")
+print("dz/d raw_std     ", show(raw_std.grad), " (= noise * sigmoid(raw_std))")
+print("Normal(mean, std).sample() has a gradient path:",
+      torch.distributions.Normal(mean, std).sample().requires_grad)
+
+# %% [markdown]
+# ## 4. The KL between prior and posterior
+#
+# The world model is trained as a sequential variational autoencoder. Its objective (Dreamer
+# section 4, "Reconstruction"; PlaNet section 3) has, at every step, a reconstruction term for the
+# image, one for the reward, and a KL term
+#
+# $$\mathrm{KL}\big(q(z_t \mid h_t, e_t)\;\|\;p(z_t \mid h_t)\big).$$
+#
+# The direction matters: it is the posterior *first*. The gradient of this term pulls the prior
+# towards what the posterior saw (so the prior learns to predict, which imagination needs) and
+# pulls the posterior towards the prior (so the representation keeps only what the prior can
+# anticipate or the reconstruction needs).
+#
+# For diagonal Gaussians the KL has a closed form. The dimensions are independent, so it is the
+# sum over the `stoch` dimensions $i$ of one-dimensional KLs:
+#
+# $$\mathrm{KL}(q\,\|\,p) = \sum_i \frac{1}{2}\left(\frac{\sigma_{q,i}^2}{\sigma_{p,i}^2}
+#   + \frac{(\mu_{q,i} - \mu_{p,i})^2}{\sigma_{p,i}^2} - 1 - \log\frac{\sigma_{q,i}^2}{\sigma_{p,i}^2}\right).$$
+#
+# Careful: `std` holds standard deviations $\sigma$; the formula wants variances $\sigma^2$.
+#
+# **Exercise 3.1.** Write `kl_divergence(q, p)` for two `RSSMState`s of shape `(..., stoch)`,
+# returning one KL per state, shape `(...)`.
+
+# %%
+# @save dreamer_lib.rssm
+def kl_divergence(q: RSSMState, p: RSSMState) -> torch.Tensor:
+    """KL(q || p) between diagonal Gaussians, summed over the stoch dimensions: (...) per state."""
+    # BEGIN SOLUTION 3.1: closed-form KL(q || p) of diagonal Gaussians (q.std, p.std are std devs), summed over the last dim
+    var_ratio = (q.std / p.std).pow(2)
+    mean_term = ((q.mean - p.mean) / p.std).pow(2)
+    return 0.5 * (var_ratio + mean_term - 1 - var_ratio.log()).sum(-1)
+    # END SOLUTION
+
+
+# %%
+from dreamer_lib.checks.rssm import check_kl_divergence, check_kl_loss, check_rssm_step
+
+check_kl_divergence(kl_divergence)
+
+# %% [markdown]
+# ## 5. Free nats
+#
+# Early in training the decoder is poor, and the cheapest way to lower the loss is to make the
+# posterior equal the prior: a KL of zero, and a representation that carries nothing about the
+# image. **Free nats** (Kingma et al. 2016, used by PlaNet and Dreamer with 3 nats) make the
+# first few nats of KL free: the loss is
+#
+# $$\mathcal{L}_\mathrm{KL} = \max\Big(\overline{\mathrm{KL}},\ 3\Big),$$
+#
+# where, as in the official TF2 code (`tf.maximum(tf.reduce_mean(kl), free_nats)`),
+# $\overline{\mathrm{KL}}$ is the KL **averaged over batch and time first**, then clamped.
+#
+# **Exercise 3.2.** Write `kl_loss(posterior, prior, free_nats)` returning two values: the
+# clamped loss to optimise, and the *unclamped* mean KL to log (a clamped value would always
+# read 3.0 and hide what the model does below the line).
+
+# %%
+# @save dreamer_lib.rssm
+def kl_loss(posterior: RSSMState, prior: RSSMState, free_nats: float = 3.0):
+    """max(mean KL(posterior || prior), free_nats), and the unclamped mean KL for logging.
+
+    As the official TF2 code: free nats clamp the KL averaged over batch and time, so once the
+    average drops below 3 nats the KL term gives no gradient at all (the TF1 code clamped each
+    element instead, which keeps a gradient for the states above the line)."""
+    # BEGIN SOLUTION 3.2: average the KL over batch and time, clamp it below at free_nats; return (clamped, raw mean)
+    kl = kl_divergence(posterior, prior).mean()
+    return torch.clamp(kl, min=free_nats), kl
+    # END SOLUTION
+
+
+# %%
+check_kl_loss(kl_loss)
+
+
+# %% [markdown]
+# ### What the clamp does to gradients
+#
+# `torch.clamp(x, min=3)` has gradient 1 where $x > 3$ and **0** where $x < 3$. Clamping the
+# *mean* therefore switches the KL term off entirely while the average KL is below 3 nats: no
+# gradient reaches the prior or the posterior from it, even for states whose own KL is large.
+# The reconstruction loss alone shapes the representation until the average climbs above 3.
+#
+# The older TF1 Dreamer/PlaNet code clamped **each element** instead:
+# `tf.maximum(0.0, kl - free_nats)` per step and sequence, then the mean. There a state whose
+# KL exceeds 3 nats keeps its gradient even when the average is below. Same loss value range,
+# different gradients; the next cell shows them side by side on four states with KLs
+# 0.5, 0.5, 0.5 and 6 (mean 1.875).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def states_with_kl(kls):
+    """A posterior and a prior, unit std, whose means differ in one dim: KL = shift^2 / 2 per state."""
+    shift = torch.zeros(len(kls), 4)
+    shift[:, 0] = (2 * torch.tensor(kls)).sqrt()
+    shift.requires_grad_(True)
+    ones, zeros = torch.ones(len(kls), 4), torch.zeros(len(kls), 4)
+    return RSSMState(shift, ones, shift, zeros), RSSMState(zeros, ones, zeros, zeros), shift
+
+
+kls = [0.5, 0.5, 0.5, 6.0]
+posterior, prior, shift = states_with_kl(kls)
+loss, logged = kl_loss(posterior, prior, free_nats=3.0)
+loss.backward()
+print(f"per-state KL {kls}, logged mean KL {logged.item():.3f}")
+print(f"TF2 / ours: loss {loss.item():.3f}, gradient per state {show(shift.grad[:, 0])}")
+
+posterior, prior, shift = states_with_kl(kls)
+tf1 = torch.clamp(kl_divergence(posterior, prior) - 3.0, min=0).mean()  # the TF1 code's form
+tf1.backward()
+print(f"TF1 (per element): loss {tf1.item():.3f}, gradient per state {show(shift.grad[:, 0])}")
+
+# %% [markdown]
+# ## 6. One RSSM step: prior and posterior
+#
+# The network, as the official code's `RSSM` (`img_step` / `obs_step`), all layers of width
+# `hidden` (200) with ELU:
+#
+# ```
+# prior step     x   = elu(input_layer([z_{t-1}, a_{t-1}]))
+#                h_t = GRUCell(x, h_{t-1})
+#                (mu, sigma) = prior_stats(elu(prior_hidden(h_t)))             -> z_t ~ p(z_t | h_t)
+# posterior step (mu, sigma) = posterior_stats(elu(posterior_hidden([h_t, e_t]))) -> z_t ~ q(z_t | h_t, e_t)
+# ```
+#
+# The posterior reuses the prior step's $h_t$: an observation changes only $z_t$; it reaches
+# $h_{t+1}$ through $z_t$. Both heads go through the same `_gaussian`: split, softplus + `min_std`,
+# reparameterised sample.
+#
+# **Exercise 3.3.** Fill in `_gaussian`, `prior` and `posterior` below. The rest of the class
+# is given: `obs_step` = prior then posterior; `rollout_observation` loops `obs_step` over a
+# sequence (section 7); `rollout_imagination` and `rollout_prior` loop `prior` alone.
+
+# %%
+# @save dreamer_lib.rssm
+class RSSM(nn.Module):
+    def __init__(self, action_size: int, embed_size: int, stoch_size: int = 30, deter_size: int = 200,
+                 hidden_size: int = 200, min_std: float = 0.1):
+        super().__init__()
+        self.stoch_size, self.deter_size, self.min_std = stoch_size, deter_size, min_std
+        self.feature_size = stoch_size + deter_size
+        self.input_layer = nn.Linear(stoch_size + action_size, hidden_size)
+        self.gru = nn.GRUCell(hidden_size, deter_size)
+        self.prior_hidden = nn.Linear(deter_size, hidden_size)
+        self.prior_stats = nn.Linear(hidden_size, 2 * stoch_size)
+        self.posterior_hidden = nn.Linear(deter_size + embed_size, hidden_size)
+        self.posterior_stats = nn.Linear(hidden_size, 2 * stoch_size)
+
+    def get_initial_state(self, batch_size: int, device=None) -> RSSMState:
+        zeros = lambda size: torch.zeros(batch_size, size, device=device)  # noqa: E731
+        return RSSMState(zeros(self.stoch_size), zeros(self.stoch_size), zeros(self.stoch_size),
+                         zeros(self.deter_size))
+
+    def _gaussian(self, stats: torch.Tensor, deter: torch.Tensor) -> RSSMState:
+        # Distributions stay in fp32 even under bf16 autocast.
+        # BEGIN SOLUTION 3.3: split stats (as fp32) into mean and raw std; std = softplus + self.min_std; reparameterised sample
+        mean, std = stats.float().chunk(2, -1)
+        std = F.softplus(std) + self.min_std
+        stoch = mean + std * torch.randn_like(std)  # reparameterisation: gradients reach mean, std
+        return RSSMState(mean, std, stoch, deter)
+        # END SOLUTION
+
+    def prior(self, prev_state: RSSMState, prev_action: torch.Tensor) -> RSSMState:
+        """One imagination step ("img_step"): h_t = GRU(h_{t-1}, [z_{t-1}, a_{t-1}]), z_t ~ p(z_t | h_t)."""
+        # BEGIN SOLUTION 3.3: input layer + ELU on [z_{t-1}, a_{t-1}], GRU step (as fp32), then the prior's Gaussian from h_t
+        x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
+        deter = self.gru(x, prev_state.deter).float()  # (B, deter)
+        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+        # END SOLUTION
+
+    def posterior(self, prior: RSSMState, embed: torch.Tensor) -> RSSMState:
+        """z_t ~ q(z_t | h_t, e_t): same h_t as the prior, but it also sees the observation."""
+        # BEGIN SOLUTION 3.3: the posterior's Gaussian from [prior.deter, embed]; its deter is the prior's h_t
+        x = F.elu(self.posterior_hidden(torch.cat([prior.deter, embed], -1)))
+        return self._gaussian(self.posterior_stats(x), prior.deter)
+        # END SOLUTION
+
+    def obs_step(self, prev_state: RSSMState, prev_action: torch.Tensor, embed: torch.Tensor):
+        prior = self.prior(prev_state, prev_action)
+        return self.posterior(prior, embed), prior
+
+    def rollout_observation(self, embeds: torch.Tensor, actions: torch.Tensor, state: RSSMState):
+        """Filter a sequence: embeds (T, B, embed), actions (T, B, action) -> posteriors and priors,
+        each an RSSMState of (T, B, ...) tensors. Used to train the world model."""
+        posteriors, priors = [], []
+        for t in range(embeds.shape[0]):
+            state, prior = self.obs_step(state, actions[t], embeds[t])
+            posteriors.append(state)
+            priors.append(prior)
+        return stack_states(posteriors), stack_states(priors)
+
+    def rollout_imagination(self, start: RSSMState, actor: nn.Module, horizon: int) -> RSSMState:
+        """Imagine `horizon` steps ahead of each start state with actions from the policy.
+
+        start: (N, ...) states; returns (horizon, N, ...) prior states, not including the start
+        (as the official code). The actor's input is detached, so the actor is trained only
+        through the dynamics' gradient of the return (section 3), not by moving its own input."""
+        state, states = start, []
+        for _ in range(horizon):
+            action = actor(state.features.detach()).rsample()
+            state = self.prior(state, action)
+            states.append(state)
+        return stack_states(states)
+
+    def rollout_prior(self, actions: torch.Tensor, state: RSSMState) -> RSSMState:
+        """Open-loop prediction with given actions (T, B, action): the prior alone, no observations."""
+        states = []
+        for t in range(actions.shape[0]):
+            state = self.prior(state, actions[t])
+            states.append(state)
+        return stack_states(states)
+
+
+# %%
+check_rssm_step(RSSM)
+
+# %% [markdown]
+# ## 7. Observe and imagine
+#
+# The same cell unrolls in two ways.
+#
+# - **Observe** (`rollout_observation`, the official `observe`): at every step, prior step, then
+#   posterior with the frame's embedding; the next step continues from the *posterior* sample.
+#   This is filtering, and it is how the world model is trained (lesson 4) and how the agent
+#   tracks the real world while acting.
+# - **Imagine**: the prior alone, feeding its own samples back. `rollout_prior` takes given
+#   actions (open-loop prediction, lesson 4's picture); `rollout_imagination` asks an actor for
+#   each action, starting from every posterior state at once (lesson 5).
+#
+# Shapes at paper size (deter 200, stoch 30, embedding 1024, a 1-D action), for a batch of
+# $B = 4$ sequences of $T = 10$ steps and a horizon of $H = 15$:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from dreamer_lib.actor_critic import Actor
+
+torch.manual_seed(0)
+T, B, H = 10, 4, 15
+cell = RSSM(action_size=1, embed_size=1024)  # paper sizes: stoch 30, deter 200, hidden 200
+embeds, actions = torch.randn(T, B, 1024), torch.rand(T, B, 1) * 2 - 1
+with torch.no_grad():
+    posteriors, priors = cell.rollout_observation(embeds, actions, cell.get_initial_state(B))
+    print("observe: posteriors", {k: tuple(v.shape) for k, v in posteriors._asdict().items()})
+    print("         priors    ", {k: tuple(v.shape) for k, v in priors._asdict().items()})
+    print("         features  ", tuple(posteriors.features.shape), "= [z, h]")
+    last = RSSMState(*(x[-1] for x in posteriors))  # the state after the last observation
+    future = cell.rollout_prior(torch.rand(H, B, 1) * 2 - 1, last)
+    print("imagine with given actions (rollout_prior):      ", tuple(future.stoch.shape))
+    actor = Actor(cell.feature_size, action_size=1)
+    start = posteriors.reshape(-1)  # every posterior state starts an imagination: T * B of them
+    dreams = cell.rollout_imagination(start, actor, H)
+    print("imagine with an actor (rollout_imagination):     ", tuple(dreams.stoch.shape), f"from {T}*{B} starts")
+    print("parameters of the RSSM:", sum(p.numel() for p in cell.parameters()))
+
+# %% [markdown]
+# ## 8. On real frames: prior vs posterior, before and after a little training
+#
+# An untrained RSSM's prior and posterior are both about $\mathcal{N}(\text{small}, 0.8^2)$
+# (softplus(0) + 0.1 ≈ 0.79): neither knows anything. To watch them separate, we train briefly
+# with a stripped-down version of the world-model loss: image reconstruction plus the free-nats
+# KL, no reward head (lesson 4 trains the full model with `DreamerV1.world_model_loss`). The
+# encoder and decoder come from lesson 1's library code; the RSSM and the KL are yours.
+#
+# First some data: random-action Pendulum episodes in a replay buffer.
+
+# %%
+from dreamer_lib.networks import ConvDecoder, ConvEncoder, gaussian_log_prob, preprocess
+
+device = scale.device
+data = ReplayBuffer(capacity=config.replay_capacity, seed=0)
+collect_env = make_env(config.env, config.action_repeat, config.time_limit, seed=1)
+for _ in range(scale.pick(gpu=20, cpu=10, ci=2)):
+    data.add_episode(run_episode(collect_env))
+print(f"{len(data)} episodes, {data.total_steps} agent steps")
+
+torch.manual_seed(0)
+encoder = ConvEncoder(config.cnn_depth).to(device)
+rssm = RSSM(1, encoder.embed_size, config.stoch_size, config.deter_size, config.hidden_size,
+            config.min_std).to(device)
+decoder = ConvDecoder(rssm.feature_size, config.cnn_depth).to(device)
+params = [*encoder.parameters(), *rssm.parameters(), *decoder.parameters()]
+optimizer = torch.optim.Adam(params, lr=config.model_lr, eps=config.adam_eps)
+
+
+@torch.no_grad()
+def filter_episode(images, actions):
+    """Observe one episode (T, 64, 64, 3): prior/posterior mean std and KL per step."""
+    images = torch.as_tensor(images, device=device)[:, None]
+    actions = torch.as_tensor(actions, device=device)[:, None]
+    posterior, prior = rssm.rollout_observation(encoder(preprocess(images)), actions,
+                                                rssm.get_initial_state(1, device))
+    return dict(prior_std=prior.std.mean(-1)[:, 0].cpu(), posterior_std=posterior.std.mean(-1)[:, 0].cpu(),
+                kl=kl_divergence(posterior, prior)[:, 0].cpu())
+
+
+before = filter_episode(episode["image"], episode["action"])
+
+# %% [markdown]
+# The short training loop. Each update samples $B$ windows of $T$ steps, filters them with the
+# posterior, reconstructs every frame from $[z_t, h_t]$, and adds the clamped KL.
+
+# %%
+updates = scale.pick(gpu=500, cpu=100, ci=2)
+history = []
+for step in range(updates):
+    batch = data.sample(config.batch_size, config.seq_len)
+    images = torch.as_tensor(batch["image"], device=device)
+    actions = torch.as_tensor(batch["action"], device=device)
+    obs = preprocess(images)  # (T, B, 3, 64, 64)
+    posterior, prior = rssm.rollout_observation(encoder(obs), actions, rssm.get_initial_state(images.shape[1], device))
+    image_loss = -gaussian_log_prob(decoder(posterior.features), obs, event_dims=3).mean()
+    kl_clamped, kl = kl_loss(posterior, prior, config.free_nats)
+    loss = image_loss + config.kl_scale * kl_clamped
+    optimizer.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(params, config.grad_clip)
+    optimizer.step()
+    history.append((image_loss.item(), kl.item()))
+after = filter_episode(episode["image"], episode["action"])
+print(f"{updates} updates: image loss {history[0][0]:.0f} -> {history[-1][0]:.0f}, "
+      f"mean KL {history[0][1]:.2f} -> {history[-1][1]:.2f} nats")
+
+# %% [markdown]
+# Now the picture. Left and middle: the std of the prior and the posterior along the same real
+# episode, before and after training, with the KL per step below. Right: imagined trajectories.
+# From the posterior state after 10 observed frames, copied 8 times, the prior is rolled forward
+# with the episode's real actions (`rollout_prior`); each copy draws its own samples. Top: one
+# dimension of $z$ for the 8 trajectories, and in black the posterior, which keeps seeing the
+# frames. Bottom: how far the 8 trajectories spread apart (std across them, mean over dims).
+
+# %%
+context, horizon, samples = 10, 40, 8
+with torch.no_grad():
+    images = torch.as_tensor(episode["image"], device=device)[:, None]
+    actions = torch.as_tensor(episode["action"], device=device)[:, None]
+    posterior, _ = rssm.rollout_observation(encoder(preprocess(images)), actions, rssm.get_initial_state(1, device))
+    start = RSSMState(*(x[context - 1].expand(samples, -1) for x in posterior))
+    imagined = rssm.rollout_prior(actions[context:context + horizon].expand(-1, samples, -1), start)
+dim = int(posterior.std[:context].mean((0, 1)).argmin())  # the dim the posterior is surest about
+
+fig, axes = plt.subplots(2, 3, figsize=(13, 5.5), sharex="col")
+kl_top = 1.15 * max(config.free_nats, float(before["kl"].max()), float(after["kl"].max()))
+for column, (title, trace) in enumerate([("untrained", before), (f"after {updates} updates", after)]):
+    steps = np.arange(len(trace["kl"]))
+    axes[0, column].plot(steps, trace["prior_std"], label="prior p(z|h)")
+    axes[0, column].plot(steps, trace["posterior_std"], label="posterior q(z|h,e)")
+    axes[0, column].set_title(f"{title}: std of z (mean over dims)", fontsize=10)
+    axes[0, column].set_ylim(0, 1.2)
+    axes[1, column].plot(steps, trace["kl"], color="C2", label="KL(q || p) per step")
+    axes[1, column].axhline(config.free_nats, color="k", ls="--", lw=1, label="free nats (apply to the mean)")
+    axes[1, column].set_ylim(0, kl_top)
+    axes[1, column].set_xlabel("time step of the real episode")
+axes[0, 0].legend(fontsize=8)
+axes[1, 0].legend(fontsize=8)
+
+ahead = np.arange(context, context + horizon)
+ax = axes[0, 2]
+ax.plot(ahead, imagined.stoch[:, :, dim].cpu(), color="C1", alpha=0.6, lw=1)
+ax.plot(np.arange(context + horizon), posterior.stoch[:context + horizon, 0, dim].cpu(), color="k", lw=1.5,
+        label="posterior sample (observes)")
+ax.axvline(context - 0.5, color="C0", ls=":", label="the prior stops observing")
+ax.set_title(f"z[{dim}]: {samples} imagined trajectories", fontsize=10)
+ax.legend(fontsize=8)
+ax = axes[1, 2]
+ax.plot(ahead, imagined.stoch.std(1).mean(-1).cpu(), label="z (sample)")
+ax.plot(ahead, imagined.deter.std(1).mean(-1).cpu(), label="h (deterministic)")
+ax.set_title("spread across the imagined trajectories", fontsize=10)
+ax.set_xlabel("time step")
+ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# What to look for (the details depend on the scale that produced this notebook; see the first
+# output):
+#
+# - **Untrained**, prior and posterior stds sit together near 0.79 and the KL is tiny: the
+#   posterior does not use the frame yet.
+# - **After training**, the KL is largest at the first step: the prior starts from $h_0 = 0$ and
+#   cannot know where the pendulum is, while the posterior sees it. Once the first frames are
+#   in, the GRU state carries the angle and the prior predicts most of the next frame, so the KL
+#   per step drops. The posterior is usually narrower than the prior: the frame removes
+#   uncertainty.
+# - **Imagined trajectories** start from one state, yet their $z$ differ at once, by about the
+#   prior's std: each step draws fresh noise. The deterministic $h$ starts identical and then
+#   drifts apart, because each trajectory feeds its own samples back into the GRU: small
+#   differences compound into different futures. A better-trained prior is narrower where the
+#   physics is predictable, so its trajectories stay together longer; lesson 4 looks at the
+#   same thing in pixels, with the open-loop prediction strip.
+#
+# Next, lesson 4 trains the whole world model (encoder, RSSM, decoder and reward head together)
+# with `DreamerV1.world_model_loss`, and looks at what it predicts open-loop.
+
+# %%
+print(f"Lesson 3 ran in {scale.elapsed()} at scale {scale.name}")

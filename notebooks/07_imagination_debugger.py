@@ -1,0 +1,363 @@
+# %%
+# On Colab, install the course library first; elsewhere this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "dreamer-course[dmc] @ git+https://github.com/dreamer-course/dreamer-course"], check=True)
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+# %% [markdown]
+# # Lesson 7: The imagination debugger
+#
+# A Dreamer agent that does not learn rarely crashes: it trains quietly on a world model that
+# is wrong in some way, and the actor optimises the wrong dream. The losses alone seldom say
+# which way. This lesson builds a tool that shows, for any episode of a run and any starting
+# step, everything the agent believes side by side:
+#
+# - the **real** frames, the **posterior** reconstructions (what the model sees, filtering
+#   every frame), the **open-loop** prediction of the prior from a starting step on with the
+#   real actions (what the model can predict), and the **actor's imagination** from the
+#   same starting state (what the actor trains on);
+# - traces of the reward (real vs predicted), the critic's value and the per-step
+#   KL(posterior || prior).
+#
+# Then we break training on purpose, one named setting at a time, and look at the symptom next
+# to its cause: free nats off or huge, the KL the wrong way round, a too-large world-model
+# learning rate, a too-short horizon, no exploration noise (the "Common issues" of the course's
+# seed notes).
+#
+# Where this sits: it reads a finished run, the whole chain **env → replay buffer → world
+# model → imagination → actor-critic**.
+
+# %%
+from dreamer_lib import course
+
+scale = course.setup("Lesson 7: the imagination debugger")
+
+# %% [markdown]
+# ## 1. Open a run
+#
+# The debugger needs a run folder written by `dreamer-train` or by lesson 6 (its `config.json`,
+# `checkpoint.pt` and `episodes/`). `load_agent` rebuilds the agent with the run's own config,
+# whatever the preset. We use lesson 6's run if it exists; set `RUN` to any other run folder to
+# debug that one instead.
+
+# %%
+import pathlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from dreamer_lib import viz
+from dreamer_lib.buffer import ReplayBuffer
+from dreamer_lib.config import make_config
+from dreamer_lib.evaluate import load_agent
+from dreamer_lib.train import Trainer
+
+RUN = pathlib.Path("runs/lesson6")
+if not (RUN / "checkpoint.pt").exists():
+    print(f"There is no trained run at notebooks/{RUN}. To debug an agent that has learned something, make one first:\n"
+          f"  - run lesson 6 (06_dreamer_end_to_end), which writes notebooks/{RUN}, or\n"
+          f"  - from the repository root: dreamer-train --logdir notebooks/{RUN} --steps 20000\n"
+          "Until then this lesson trains a TINY run with the ci preset (a few seconds; it learns nothing, "
+          "it only lets every tool below run).")
+    RUN = pathlib.Path("runs/lesson7-tiny-ci")
+    Trainer(make_config("ci", device=scale.device.type), RUN, progress=False).run()
+agent, env, checkpoint = load_agent(RUN, device=scale.device.type)
+print(f"debugging {RUN}: preset {agent.config.preset}, {checkpoint['env_frames']} env frames, "
+      f"{checkpoint['updates']} updates")
+
+# %%
+buffer = ReplayBuffer(RUN / "episodes", capacity=10**9)
+buffer.load()
+episodes = list(buffer.episodes)
+returns = [float(e["reward"].sum()) for e in episodes]
+print(f"{len(episodes)} episodes of {len(episodes[0]['image']) - 1} steps; returns from {returns[0]:.0f} (first, random "
+      f"prefill) to {returns[-1]:.0f} (last, the latest policy with exploration noise)")
+
+# %% [markdown]
+# ## 2. One episode, one starting step
+#
+# `viz.debug_episode(agent, episode, start, horizon)` does all the computation and returns numpy
+# arrays: it filters the whole episode with the posterior (reconstructions, predicted rewards,
+# values, KL), predicts open-loop with the prior from the posterior state at `start` using the
+# episode's real actions, and lets the actor imagine `horizon` steps from the same state. Rewards
+# and values come back in env reward units (the heads learn reward x `reward_scale`).
+
+# %%
+episode, start = episodes[-1], 20
+traces = viz.debug_episode(agent, episode, start=start)
+for key, value in traces.items():
+    print(f"{key:>17}: {value.shape} {value.dtype}" if isinstance(value, np.ndarray) else f"{key:>17}: {value}")
+
+# %% [markdown]
+# `viz.debugger_frame(traces, t)` draws one time step. How to read it, panel by panel:
+#
+# - **posterior** vs **real**: can the model *see*? A healthy model draws the pendulum at the
+#   right angle. If not, the encoder/decoder or the image loss is the problem (lessons 1, 4).
+# - **open-loop** vs **real** after `start`: can the model *predict*? It should follow the real
+#   swing for a good number of steps, then drift. If the posterior is good but the open loop is
+#   lost at once, the prior did not learn the dynamics: look at the KL.
+# - **actor imagination**: what the actor trains on. It follows the actor's actions, not the
+#   episode's, so it may differ from the real frames; it should still look like a pendulum.
+# - **reward**: blue and red should track black; a reward head that predicts a flat line gives
+#   the actor nothing to climb. **value**: smooth, higher near the top. **KL**: a few nats per
+#   step (the free nats keep its mean near 3), with spikes where the frame surprised the prior.
+
+# %%
+figure = viz.debugger_frame(traces, t=start + 8)
+plt.show()
+
+# %% [markdown]
+# The same, for every step of the episode, as a static animation (it plays on GitHub and in any
+# viewer, without a kernel): real | posterior | open loop (red frame once it predicts blind) |
+# imagination (grey outside the imagined span).
+
+# %%
+from IPython.display import HTML
+
+HTML(viz.animation_html(viz.debugger_video(traces, scale=2, every=2), fps=6, scale=1))
+
+# %% [markdown]
+# ### The interactive debugger
+#
+# With a live kernel, `imagination_debugger` (in `dreamer_lib/debugger.py`, a thin ipywidgets
+# layer over the same two functions) lets you pick the episode, move the starting step and
+# scrub or play through time. Try: an early (random) episode against the last one; a start just
+# before the pendulum passes the top; the open loop 5, 15 and 30 steps after `start`.
+
+# %%
+from dreamer_lib.debugger import imagination_debugger
+
+imagination_debugger(agent, episodes[:3] + episodes[-3:], start=start)
+
+# %% [markdown]
+# ## 3. Breaking training on purpose
+#
+# Each experiment below continues this run's world model from its checkpoint (weights and
+# optimiser state) for a few hundred updates on the run's own episodes, with **one** setting
+# changed, next to a control that continues unchanged. Only the world model trains (its loss
+# alone; the actor and critic are untouched), and every run samples the very same batches, so
+# any difference is the setting's doing. On the CPU we use batches of 8 x 16 to keep it quick.
+#
+# The broken settings, from the seed notes' "Common issues":
+#
+# | experiment | setting | what it breaks |
+# |---|---|---|
+# | free nats off | `free_nats=0` | the KL is always penalised; the posterior is pushed onto the prior (KL collapse) |
+# | free nats huge | `free_nats=100` | the KL is never penalised; the prior is no longer trained toward the posterior |
+# | KL reversed | `kl_loss(prior, posterior)` | the mass-covering direction: the posterior is pulled as wide as the prior |
+# | learning rate x10 | `model_lr=6e-3` | Adam's steps overshoot: loss spikes, the model is damaged |
+#
+# The KL direction is not a setting, so we monkeypatch the function the agent calls. Note the
+# name to patch: `agent.py` does `from dreamer_lib.rssm import kl_loss`, so the agent looks up
+# `dreamer_lib.agent.kl_loss`; patching `dreamer_lib.rssm.kl_loss` would change nothing.
+
+# %%
+import contextlib
+from unittest import mock
+
+import dreamer_lib.agent
+from dreamer_lib.agent import DreamerV1
+from dreamer_lib.rssm import kl_loss
+
+UPDATES = scale.pick(gpu=1000, cpu=150, ci=2)
+
+
+def continue_world_model(changes: dict, kl=None, updates: int = UPDATES):
+    """This run's agent, trained `updates` more world-model updates with `changes` to its config
+    (and `kl` in place of kl_loss if given). Returns the agent and a list of per-update metrics."""
+    config = agent.config.replace(batch_size=scale.pick(gpu=50, cpu=8, ci=3),
+                                  seq_len=scale.pick(gpu=50, cpu=16, ci=8), **changes)
+    model = DreamerV1(config, agent.action_size, device=agent.device)
+    model.load_checkpoint(checkpoint["agent"])
+    for group in model.optimizers["model"].param_groups:
+        group["lr"] = config.model_lr  # the checkpoint's optimiser state carries the old rate
+    replay = ReplayBuffer(capacity=10**9, seed=0)  # same seed: every experiment sees the same batches
+    for e in episodes:
+        replay.add_episode(e, save=False)
+    history = []
+    patch = mock.patch.object(dreamer_lib.agent, "kl_loss", kl) if kl else contextlib.nullcontext()
+    torch.manual_seed(0)
+    with patch:
+        for _ in range(updates):
+            images, actions, rewards, discounts = model.to_batch(replay.sample(config.batch_size, config.seq_len))
+            with model.autocast():
+                loss, _, metrics = model.world_model_loss(images, actions, rewards, discounts)
+            model.optimizers["model"].zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.params["model"], config.grad_clip)
+            model.optimizers["model"].step()
+            history.append({k: float(v.detach()) for k, v in metrics.items()})
+    return model.eval(), history
+
+
+def reversed_kl(posterior, prior, free_nats=3.0):
+    return kl_loss(prior, posterior, free_nats)  # the bug: KL(prior || posterior)
+
+
+experiments = {"control": ({}, None), "free_nats=0": ({"free_nats": 0.0}, None),
+               "free_nats=100": ({"free_nats": 100.0}, None), "KL reversed": ({}, reversed_kl),
+               "model_lr=6e-3": ({"model_lr": 6e-3}, None)}
+results = {}
+for name, (changes, kl) in experiments.items():
+    model, history = continue_world_model(changes, kl)
+    results[name] = (viz.debug_episode(model, episode, start=start), history)
+    last = history[-1]
+    print(f"{name:>14}: image loss {history[0]['image_loss']:9.1f} -> {last['image_loss']:9.1f} "
+          f"(max {max(h['image_loss'] for h in history):9.1f}) | logged KL {history[0]['kl']:6.2f} -> {last['kl']:6.2f} | "
+          f"posterior std {last['posterior_std']:.3f}, prior std {last['prior_std']:.3f}")
+
+# %% [markdown]
+# Symptom next to cause: one row per experiment, the control's curves in grey behind each.
+
+# %%
+figure = viz.diagnosis_figure(results, t=start + 8)
+plt.show()
+
+# %% [markdown]
+# What to look for (on a trained run; the numbers are printed above, measured on the run you
+# loaded):
+#
+# - **`free_nats=0`**: the KL falls below the 3-nat line and keeps falling, because every nat of
+#   information the posterior takes from the frame now costs loss. Carried to the end, the
+#   posterior collapses onto the prior: the KL trace lies flat near zero and the
+#   reconstructions stop following the frames. This is the seed notes' "KL collapse"; the fix
+#   is the free nats (or a smaller `kl_scale`).
+# - **`free_nats=100`**: the opposite. With the KL below the clamp, no gradient reaches prior
+#   or posterior through it; the posterior sharpens (its std drops) and drifts away from a prior
+#   that nobody trains any more, and the KL climbs to tens of nats. The posterior still
+#   reconstructs well, so the image loss looks healthy: only the KL trace and, as training goes
+#   on, the open loop and the imagination (which use the prior) give it away.
+# - **KL reversed**: at the very first update the logged KL jumps (from about 3 to tens of
+#   nats on a trained run), because the same two Gaussians measured the other way round give a
+#   different number: a sharp posterior inside a wide prior is cheap for KL(q || p) and
+#   expensive for KL(p || q). Training then widens the posterior until it is as wide as the
+#   prior, and the reconstructions blur. Check the argument order against lesson 3:
+#   `kl_loss(posterior, prior)`.
+# - **`model_lr=6e-3`**: the image loss spikes within a few updates and ends worse than it
+#   started; posterior and open loop lose the pendulum. The seed notes' "unstable training":
+#   reduce the learning rate (the paper's 6e-4), keep gradient clipping (100), and check for
+#   NaN (the trainer stops with a message if a loss becomes NaN or inf).
+#
+# ## 4. Two behaviour-level issues
+#
+# ### A too-short horizon (`horizon=2`)
+#
+# "Policy not improving" (seed notes): one cause is a horizon too short for the task. The
+# actor's gradient comes from the $\lambda$-returns, and what they are made of depends on $H$.
+# Using the library's `compute_lambda_returns`, here is how much of the first step's return
+# $R_0$ comes from each imagined reward and from the critic's values, for three horizons. (As the
+# agent does, returns cover steps $0..H-2$ and bootstrap with the last value.)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from dreamer_lib.actor_critic import compute_lambda_returns
+
+c = make_config("paper")
+fig, axes = plt.subplots(1, 3, figsize=(10, 2.8), sharey=True)
+for ax, horizon in zip(axes, (2, 5, 15)):
+    steps = horizon - 1
+    rewards = torch.zeros(steps, 1, requires_grad=True)
+    values = torch.zeros(steps, 1, requires_grad=True)
+    bootstrap = torch.zeros(1, requires_grad=True)
+    R0 = compute_lambda_returns(rewards, values, torch.full((steps, 1), c.gamma), bootstrap, c.lambda_)[0, 0]
+    d_rewards, d_values, d_bootstrap = torch.autograd.grad(R0, (rewards, values, bootstrap))
+    critic = torch.cat([d_values[1:, 0], d_bootstrap])  # v_1 .. v_{H-1}: values of the imagined states
+    ax.bar(np.arange(steps) - 0.2, d_rewards[:, 0], 0.4, label="imagined reward r_k")
+    ax.bar(np.arange(1, steps + 1) + 0.2, critic, 0.4, label="critic value v_k")
+    ax.set_title(f"horizon {horizon}", fontsize=9)
+    ax.set_xlabel("imagined step k")
+    print(f"horizon {horizon:2d}: weights of the rewards r_0, r_1, ...: {[round(w, 2) for w in d_rewards[:, 0].tolist()]}\n"
+          f"            weights of the values  v_1, v_2, ...: {[round(w, 2) for w in critic.tolist()]}")
+axes[0].set_ylabel("weight in R_0")
+axes[0].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# With `horizon=2`, $R_0 = r_0 + 0.99\,v_1$: one imagined reward, then the critic's estimate
+# of the *whole* remaining future (with $\gamma = 0.99$, about a hundred steps' worth of reward).
+# The actor then learns almost only from the critic's slope $\partial v / \partial s$, and the
+# critic from targets that are almost entirely its own values, so its errors are never
+# corrected by imagined rewards. With 15 steps, fourteen imagined rewards enter with large
+# weights and the critic's share is discounted. The paper's ablations (section 6) show that
+# the learned value makes Dreamer robust to the horizon over the range it tried; a horizon of
+# two steps is far below that range.
+#
+# The symptom on your run: split the actor's gradient into the part that flows through the
+# imagined rewards and the part through the critic's values (detach one, then the other) and
+# compare their sizes for three horizons, from real posterior states.
+#
+# %%
+from dreamer_lib.actor_critic import compute_actor_loss
+
+images, actions, rewards, discounts = agent.to_batch(buffer.sample(8, min(16, len(episodes[0]["image"]))))
+with torch.no_grad():
+    _, posterior, _ = agent.world_model_loss(images, actions, rewards, discounts)
+starts = posterior.reshape(-1)  # real starting states, as in training
+
+
+def actor_gradient_norm(horizon: int, path: str) -> float:
+    torch.manual_seed(0)  # the same imagined actions for both paths
+    features = agent.rssm.rollout_imagination(starts, agent.actor, horizon).features
+    reward, value = agent.reward(features), agent.critic(features)
+    reward, value = (reward, value.detach()) if path == "rewards" else (reward.detach(), value)
+    gammas = torch.full_like(reward, agent.config.gamma)
+    returns = compute_lambda_returns(reward[:-1], value[:-1], gammas[:-1], value[-1], agent.config.lambda_)
+    grads = torch.autograd.grad(compute_actor_loss(returns, gammas[:-1]), list(agent.actor.parameters()))
+    return float(torch.cat([g.flatten() for g in grads]).norm())
+
+
+for horizon in (2, 5, 15):
+    via_rewards, via_values = actor_gradient_norm(horizon, "rewards"), actor_gradient_norm(horizon, "values")
+    print(f"horizon {horizon:2d}: |actor gradient| through rewards {via_rewards:.3g}, through the critic {via_values:.3g} "
+          f"({via_values / (via_rewards + via_values):.0%} from the critic)")
+
+# %% [markdown]
+# ### No exploration noise (`expl_noise=0`)
+#
+# The actor's own std shrinks as it learns, so without added noise the data the agent collects
+# narrows to what it already does. Below, one episode with the run's actor each way, and the
+# actions it took (on a trained run the noiseless actions bunch at a few values; on an early or
+# tiny run the actor's std is still wide and the difference is small). The world model then
+# only learns the states the policy already visits, and mistakes elsewhere are never corrected.
+
+# %%
+from dreamer_lib.envs import run_episode
+
+collected, run_config = {}, agent.config
+for noise in (run_config.expl_noise, 0.0):
+    agent.config = run_config.replace(expl_noise=noise)  # agent.policy reads config.expl_noise
+    torch.manual_seed(0)
+    collected[noise] = run_episode(env, lambda image, state: agent.policy(image, state, explore=True),
+                                   agent.initial_policy_state())
+agent.config = run_config
+fig, ax = plt.subplots(figsize=(6, 2.6))
+for noise, e in collected.items():
+    ax.hist(e["action"][1:, 0], bins=40, range=(-1, 1), alpha=0.6,
+            label=f"expl_noise={noise}: return {e['reward'].sum():.0f}, action std {e['action'][1:, 0].std():.2f}")
+ax.set_xlabel("action (torque)")
+ax.set_title("Actions collected in one episode", fontsize=10)
+ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Summary
+#
+# - Look at the four pictures, not just the losses: posterior (can it see?), open loop (can it
+#   predict?), imagination (what does the actor train on?), and the reward, value and KL traces.
+# - KL stuck far below the free nats: collapse; far above: the prior is not trained. A loss
+#   that spikes: the learning rate. A policy that does not improve while the model is good:
+#   the horizon, the reward head, or exploration.
+# - `viz.debug_episode`, `viz.debugger_frame` and `dreamer_lib.debugger.imagination_debugger`
+#   work on any run folder, including a DMC or CarRacing run trained on a GPU.
+
+# %%
+print(f"Lesson 7 ran in {scale.elapsed()} at scale {scale.name}")
