@@ -246,8 +246,9 @@ class Trainer:
                 postfix.update(ret=f"{self.last_return:.0f}", upd=self.updates, env_fps=f"{fps:.0f}")
                 bar.set_postfix(postfix, refresh=False)
                 bar.update(min(self.env_frames, c.steps) - bar.n)
-            if not self.stop_requested and self.env_frames >= self.next_eval:  # not yet evaluated here
-                self.evaluate_and_draw()
+            evaluated = self.eval_log.read()
+            if not self.stop_requested and (not evaluated or int(evaluated[-1]["env_frames"]) != self.env_frames):
+                self.evaluate_and_draw()  # the final state, unless it was just evaluated
         finally:
             self.wall_s = time.time() - start
             if self.buffer.episodes and not isinstance(sys.exc_info()[1], TrainingStopped):

@@ -5,9 +5,11 @@ preset (or smaller), every run folder lives in pytest's tmp_path.
 """
 from __future__ import annotations
 
-import os
+import matplotlib
 
-os.environ.setdefault("MPLBACKEND", "Agg")  # viz draws figures; no screen is needed
+# viz draws figures; no screen is needed. Set here, in-process only: an MPLBACKEND variable would
+# reach the notebook kernels that nbval starts and hide their figures.
+matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
