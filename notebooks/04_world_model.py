@@ -163,13 +163,13 @@ check_world_model_step(world_model_step)
 # ## 4. Training
 #
 # Now the loop: sample a batch of sequences, take a step, record the metrics. At the gpu scale
-# this is 3000 updates at the paper's sizes (batch 50 × 50 steps); at the cpu scale only 250
-# updates of the smaller cpu preset (batch 16 × 32 steps), so that the lesson runs in a few
-# minutes on a small, busy CPU: enough to see the losses fall, not enough for the pole to appear
-# in the predictions (see the note under the picture).
+# this is 3000 updates at the paper's sizes (batch 50 × 50 steps); at the cpu scale 1200 updates
+# of the smaller cpu preset (batch 16 × 32 steps), about 5 minutes on 2 free CPU cores: the pole
+# is a few percent of the pixels and the last thing the image loss pays for, and with this preset
+# it appears in the predictions only after about 1000 updates (see the note under the picture).
 
 # %%
-updates = scale.pick(gpu=3000, cpu=250, ci=3)
+updates = scale.pick(gpu=3000, cpu=1200, ci=3)
 log = []
 for update in range(1, updates + 1):
     log.append(world_model_step(agent, buffer.sample(config.batch_size, config.seq_len)))
@@ -306,13 +306,12 @@ HTML(viz.animation_html(viz.openl_frames(truth.cpu(), model.cpu()), fps=10, scal
 #   follow the real pole, and further out the imagined swing to drift out of phase, so that the
 #   error row shows a red/cyan pair where the model's pole and the real one disagree. Prediction
 #   errors compound: each imagined step starts from an imagined state.
-# - **cpu scale** (250 updates of the small preset): the model has learned the white background
-#   and the pivot, and not yet the pole: the model row shows a faint smudge where the pole
-#   swings, and the error row shows the real pole in cyan (missing in the model). The pole is a
-#   few percent of the pixels, so it is the last thing the image loss pays for. In our runs of
-#   this cpu preset the pole appears after about 1000-1200 updates, first in the reconstructions,
-#   then, at first out of phase, in the imagined part. To see it here, set `updates = 1500` in the
-#   training cell (about 10 minutes at the ~0.35 s per update we measured on 2 free CPU cores).
+# - **cpu scale** (1200 updates of the small preset): the background, the pivot and the pole
+#   are learned; in the reconstructed context frames the pole sits where it really is, and in
+#   the imagined part it keeps swinging but drifts out of phase with the real one, so the error
+#   row shows the real pole (cyan) and the model's (red) apart. With fewer updates (we tried 250
+#   to 800) the model row shows only a faint smudge where the pole swings: the pole is a few
+#   percent of the pixels, so it is the last thing the image loss pays for.
 # - **ci scale**: a tiny model after 3 updates; the strip only proves that the code runs.
 #
 # Everything the actor learns in lesson 5 is learned inside predictions like the ones right of
