@@ -82,6 +82,8 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="env frames per seed (default: the preset's)")
     parser.add_argument("--parallel", type=int, default=2, help="seeds trained at the same time")
     parser.add_argument("--root", default="runs/learn", help="where the run folders go")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="passed to dreamer-train for new runs (e.g. --set actor_entropy=0)")
     parser.add_argument("--summary-only", action="store_true", help="print the table of existing runs")
     args = parser.parse_args(argv)
 
@@ -102,6 +104,7 @@ def main(argv=None) -> None:
                     command += ["--resume", str(run)]
                 else:
                     command += ["--env", args.env, "--preset", args.preset, "--seed", str(seed), "--logdir", str(run)]
+                    command += [f"--set={setting}" for setting in args.set]
                 if args.steps:
                     command += ["--steps", str(args.steps)]
                 run.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,9 @@ class TanhNormal:
         The official code clips a to +-0.99999997 before atanh so that a saturated action still
         has a finite log-prob; in fp32 that is the largest float below 1."""
         action = action.float().clamp(-0.99999997, 0.99999997)
-        x = torch.atanh(action)
+        return self._log_prob_pre_tanh(torch.atanh(action))
+
+    def _log_prob_pre_tanh(self, x: torch.Tensor) -> torch.Tensor:
         # log(1 - tanh(x)^2) = 2 (log 2 - x - softplus(-2x)), stable for large |x|
         log_det = 2 * (math.log(2) - x - F.softplus(-2 * x))
         return (self.normal.log_prob(x) - log_det).sum(-1)
@@ -45,8 +47,12 @@ class TanhNormal:
         return draws.gather(0, index)[0]
 
     def entropy(self, samples: int = 100) -> torch.Tensor:
-        """Monte-Carlo estimate (the squashed Gaussian has no closed form), for logging."""
-        return -self.log_prob(self.rsample((samples,))).mean(0)
+        """Monte-Carlo estimate -E[log p(a)] (the squashed Gaussian has no closed form), with
+        gradients: evaluated on the pre-tanh draws, so it stays exact where tanh saturates.
+
+        Its log(1 - a^2) part is what makes an entropy bonus pull a saturated actor back: at a
+        pre-tanh mean x its gradient is -2 tanh(x), which does not vanish at the edges."""
+        return -self._log_prob_pre_tanh(self.normal.rsample((samples,))).mean(0)
 
 
 class Actor(DenseHead):

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dreamer_lib.actor_critic import Actor, Critic, compute_actor_loss, compute_critic_loss, compute_lambda_returns
+from dreamer_lib.actor_critic import (Actor, Critic, compute_actor_loss, compute_critic_loss, compute_lambda_returns,
+                                      discount_weights)
 from dreamer_lib.config import Config, resolve_device, resolve_precision
 from dreamer_lib.networks import (ContinuePredictor, ConvDecoder, ConvEncoder, RewardPredictor,
                                   gaussian_log_prob, keras_init, preprocess, to_uint8)
@@ -109,9 +110,14 @@ class DreamerV1(nn.Module):
         # As the official code: returns for steps 0..H-2, bootstrapped with the last value.
         returns = compute_lambda_returns(rewards[:-1], values[:-1], discounts[:-1], values[-1], c.lambda_)
         actor_loss = compute_actor_loss(returns, discounts[:-1])
+        # Deviation, off in the paper preset (config.actor_entropy): maximise returns + eta * H(pi),
+        # with the entropy of the policy at the same imagined states, weighted like the returns.
+        entropy = self.actor(features[:-1].detach()).entropy(samples=1)  # (H - 1, N)
+        if c.actor_entropy:
+            actor_loss = actor_loss - c.actor_entropy * (discount_weights(discounts[:-1]) * entropy).mean()
         critic_loss = compute_critic_loss(self.critic(features[:-1].detach()), returns, discounts[:-1])
         metrics = {"actor_loss": actor_loss, "critic_loss": critic_loss, "imagined_return": returns[0].mean(),
-                   "value": values.mean()}
+                   "value": values.mean(), "actor_entropy": entropy.mean()}
         return actor_loss, critic_loss, metrics
 
     # ------------------------------------------------------------------ update

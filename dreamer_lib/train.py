@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import os
 import pathlib
@@ -269,6 +270,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--device", default=None, help="auto, cpu, cuda")
     parser.add_argument("--precision", default=None, help="auto, fp32, bf16")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="change any Config setting, e.g. --set free_nats=0 (repeatable)")
     parser.add_argument("--plain", action="store_true", help="use the plain eager fp32 update instead of the fast path")
     parser.add_argument("--logdir", default=None, help="run folder (default: runs/<env>-<preset>-seed<seed>)")
     parser.add_argument("--resume", default=None, metavar="RUN", help="continue the run in this folder")
@@ -277,11 +280,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def parse_settings(settings: list[str]) -> dict:
+    """["free_nats=0", "env=dmc_walker_walk"] -> {"free_nats": 0.0, ...}, typed like Config's fields."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    values = {}
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--set {setting!r}: expected KEY=VALUE with KEY one of: {', '.join(fields)}.")
+        default = fields[key].default
+        try:
+            if isinstance(default, bool):
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                values[key] = text.lower() in ("true", "1")
+            elif isinstance(default, (int, float)):
+                values[key] = type(default)(float(text)) if isinstance(default, int) else float(text)
+            elif default is None:  # optional ints, e.g. time_limit
+                values[key] = None if text.lower() == "none" else int(text)
+            else:
+                values[key] = text
+        except ValueError:
+            raise ValueError(f"--set {setting!r}: {key} takes a value of type {type(default).__name__}, got {text!r}.") from None
+    return values
+
+
 def config_from_args(args: argparse.Namespace) -> tuple[Config, pathlib.Path]:
     overrides = dict(env=args.env, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
                      reward_scale=args.reward_scale, seed=args.seed, device=args.device, precision=args.precision)
     if args.plain:
         overrides["fast"] = False
+    overrides.update(parse_settings(args.set))
     if args.resume:
         run = pathlib.Path(args.resume)
         config = load_run_config(run)

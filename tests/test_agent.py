@@ -16,7 +16,7 @@ from dreamer_lib.config import make_config
 ACTIONS = 2
 IMAGE_CONSTANT = 0.5 * math.log(2 * math.pi) * 64 * 64 * 3  # the image loss of a perfect reconstruction
 METRICS = {"image_loss", "reward_loss", "kl", "prior_std", "posterior_std", "model_loss", "model_grad_norm",
-           "actor_loss", "critic_loss", "imagined_return", "value", "actor_grad_norm", "critic_grad_norm"}
+           "actor_loss", "critic_loss", "imagined_return", "value", "actor_grad_norm", "critic_grad_norm", "actor_entropy"}
 
 
 def make_agent(seed: int = 0, **overrides) -> DreamerV1:
@@ -90,6 +90,22 @@ def test_each_group_gets_only_the_gradient_of_its_own_loss(buffer):
     # and the actor receives a real gradient
     assert all(torch.isfinite(g).all() for g in got["actor"])
     assert sum(g.abs().sum() for g in got["actor"]) > 0
+
+
+def test_entropy_bonus_subtracts_eta_times_the_policy_entropy(buffer):
+    """actor_entropy = 0 is the paper's loss; eta > 0 adds -eta * H(pi) at the imagined states
+    (gamma = 1 makes every discount weight 1, so the logged mean entropy is the weighted one)."""
+    batch = buffer.sample(3, 8)
+    losses = {}
+    for eta in (0.0, 0.5):
+        agent = make_agent(gamma=1.0, actor_entropy=eta)
+        torch.manual_seed(7)
+        _, posterior, _ = agent.world_model_loss(*agent.to_batch(batch))
+        actor_loss, _, metrics = agent.behavior_losses(posterior.detach())
+        losses[eta] = (actor_loss.item(), metrics["actor_entropy"].item())
+    (paper, entropy), (bonus, same_entropy) = losses[0.0], losses[0.5]
+    assert entropy == same_entropy
+    assert bonus == pytest.approx(paper - 0.5 * entropy, rel=1e-5)
 
 
 def test_world_model_learns_a_fixed_dataset(buffer):

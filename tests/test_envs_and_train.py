@@ -309,3 +309,20 @@ def test_cli_refuses_discrete_env(tmp_path, capsys):
 def test_cli_resume_of_a_folder_without_a_run(tmp_path, capsys):
     assert train.main(["--resume", str(tmp_path), "--no-progress"]) == 2
     assert "not a dreamer-train run folder" in capsys.readouterr().err
+
+
+def test_set_parses_settings_with_their_config_types():
+    values = train.parse_settings(["free_nats=0", "horizon=4", "use_continue=true", "env=dmc_walker_walk",
+                                   "time_limit=none", "steps=1e5"])
+    assert values == {"free_nats": 0.0, "horizon": 4, "use_continue": True, "env": "dmc_walker_walk",
+                      "time_limit": None, "steps": 100_000}
+    assert isinstance(values["free_nats"], float) and isinstance(values["horizon"], int)
+
+
+@pytest.mark.parametrize("setting, message", [("free_nat=0", "KEY one of"), ("horizon", "KEY=VALUE"),
+                                              ("horizon=abc", "horizon takes a value of type int"),
+                                              ("use_continue=maybe", "use_continue takes a value of type bool")])
+def test_set_refuses_unknown_or_mistyped_settings(tmp_path, capsys, setting, message):
+    assert train.main(["--preset", "ci", "--set", setting, "--logdir", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --set") and message in err

@@ -238,6 +238,33 @@ def test_tanh_normal_mode_of_wide_distribution_stays_in_action_range():
     assert torch.all(dist.log_prob(mode) > dist.log_prob(dist.rsample((200,))).mean(0))
 
 
+@pytest.mark.parametrize("mu,sigma", [(0.0, 0.5), (1.5, 2.0), (-3.0, 0.3)])
+def test_tanh_normal_entropy_matches_quadrature(mu, sigma):
+    """H(tanh(x)) = H(N(mu, sigma)) + E[log(1 - tanh(x)^2)], the expectation by quadrature."""
+    x = torch.linspace(mu - 10 * sigma, mu + 10 * sigma, 200_001, dtype=torch.float64)
+    normal = torch.distributions.Normal(torch.tensor(mu, dtype=torch.float64), torch.tensor(sigma, dtype=torch.float64))
+    density = normal.log_prob(x).exp()
+    log_det = -2 * (x.abs() + torch.log1p(torch.exp(-2 * x.abs())) - math.log(2))  # log sech^2 x = -2 log cosh x
+    expected = normal.entropy() + torch.trapezoid(density * log_det, x)
+    torch.manual_seed(0)
+    estimate = TanhNormal(torch.tensor([mu]), torch.tensor([sigma])).entropy(samples=200_000)
+    assert estimate.shape == ()
+    assert estimate.item() == pytest.approx(expected.item(), abs=0.02)
+
+
+def test_entropy_gradient_pulls_a_saturated_actor_back_where_the_return_gradient_vanishes():
+    """The failure the cpu preset's entropy bonus fixes: a pre-tanh mean near +5 (action ~ +1)."""
+    mean = torch.tensor([4.9], requires_grad=True)
+    dist = TanhNormal(mean, torch.tensor([0.02]))
+    torch.manual_seed(0)
+    (action_grad,) = torch.autograd.grad(dist.rsample((100,)).mean(), mean)
+    torch.manual_seed(0)
+    (entropy_grad,) = torch.autograd.grad(dist.entropy(samples=100), mean)
+    assert 0 < action_grad.item() < 1e-3  # d tanh(x)/dx = 1 - tanh(4.9)^2 ~ 2e-4: no signal
+    # d/dx log(1 - tanh(x)^2) = -2 tanh(x): towards the centre, full size
+    assert entropy_grad.item() == pytest.approx(-2 * math.tanh(4.9), rel=0.01)
+
+
 @pytest.mark.parametrize("units", [16, 400])
 def test_fresh_actor_has_wide_std_and_bounded_mean(units):
     torch.manual_seed(0)
