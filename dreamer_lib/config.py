@@ -112,9 +112,9 @@ PRESETS: dict[str, dict] = {
         # for DMC's [0, 1]. x0.1 brings the value targets near that range (measured: it learns
         # faster; reported returns stay unscaled).
         reward_scale=0.1,
-        # Not DreamerV1 (docs/provenance.md): without an entropy bonus the actor saturated at one
-        # torque limit within 200 updates in all 3 seeds of our first benchmark, and 1 of 3 never
-        # recovered. 0.01 kept it off the edge in a short sweep (1e-4 and 1e-3 did not).
+        # Not DreamerV1 (docs/provenance.md): without an entropy bonus the actor went to one torque
+        # limit within 200 updates in all 3 seeds of our first benchmark (actor gradient ~1e-3),
+        # and 1 of 3 never recovered. 0.01 kept it off the edge in a short sweep (1e-4, 1e-3 did not).
         actor_entropy=0.01,
     ),
     # Tiny: only proves that every code path runs (tests, CI, `--test`). Does not learn.
