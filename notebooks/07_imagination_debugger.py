@@ -57,7 +57,7 @@ from dreamer_lib import viz
 from dreamer_lib.buffer import ReplayBuffer
 from dreamer_lib.config import make_config
 from dreamer_lib.evaluate import load_agent
-from dreamer_lib.train import Trainer
+from dreamer_lib.train import CSVLog, Trainer
 
 RUN = pathlib.Path("runs/lesson6")
 if not (RUN / "checkpoint.pt").exists():
@@ -349,13 +349,94 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ### An actor stuck at one action (`actor_entropy=0`)
+#
+# Another "policy not improving" that the pictures show plainly: every imagined and real action
+# is the same torque limit, episode after episode, while the world model is fine. In
+# `metrics.csv` the signature is an `actor_grad_norm` near 1e-4 (a learning actor's is 1-100)
+# and an `actor_entropy` far below zero. The cause is the tanh. The actor's Gaussian is squashed
+# by tanh into $[-1, 1]$; once its pre-tanh mean sits near 5 (the bound of $5\tanh(m/5)$), the
+# action barely moves when the mean moves, so the return's gradient, which reaches the actor
+# only through the action, is multiplied by $1 - \tanh^2(x) \approx 10^{-4}$: what is left is
+# tiny and mostly noise. And on Pendulum that corner is a local optimum: the maximal torque,
+# held, keeps the pendulum at a tilt, a little better than letting it hang, so nothing in the
+# return pulls the actor out.
+#
+# The entropy of the squashed Gaussian, $H = H(\mathcal N(\mu, \sigma)) - E[\log(1 - \tanh^2 x)]$,
+# has a part that does not die there: $\partial/\partial x$ of $-\log(1 - \tanh^2 x)$ is
+# $2\tanh x$, so a bonus $\eta H$ in the actor's objective pushes the mean back towards the centre
+# with full strength. Below: for a narrow actor (std 0.02, as a saturated one ends up), how much
+# the action and the entropy respond to its pre-tanh mean.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from dreamer_lib.actor_critic import TanhNormal
+
+xs = torch.linspace(0.0, 5.0, 11)
+mean = xs.clone().requires_grad_(True)
+dist = TanhNormal(mean, torch.full_like(mean, 0.02))
+torch.manual_seed(0)
+(action_slope,) = torch.autograd.grad(dist.rsample((256,)).mean(0).sum(), mean)
+torch.manual_seed(0)
+(entropy_slope,) = torch.autograd.grad(dist.entropy(samples=256).sum(), mean)
+for x, a, h in zip(xs.tolist(), action_slope.tolist(), entropy_slope.tolist()):
+    print(f"pre-tanh mean {x:3.1f}: action tanh(x) = {np.tanh(x):.5f} | d action / d mean {a:9.2e} | "
+          f"|d entropy / d mean| {abs(h):4.2f}")
+fig, ax = plt.subplots(figsize=(5.5, 2.6))
+ax.semilogy(xs, action_slope.abs(), "o-", label="|d action / d mean|: what the return can use")
+ax.semilogy(xs, entropy_slope.abs(), "s-", label="|d entropy / d mean|: the bonus's pull back")
+ax.set_xlabel("pre-tanh mean of the actor")
+ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# DreamerV1 has no entropy bonus, and on DMC it did not need one. On Pendulum it did: in the
+# first 3-seed benchmark of this library's `cpu` preset without the bonus, every seed's actor
+# gradient norm fell from about 0.1 to about 1e-3 within 200 updates and stayed there for
+# hundreds more (a learning actor's is 1-100). Two seeds escaped by chance after about 1,000 and
+# 1,400 updates; one never did: at 50k frames its actor's pre-tanh mean was about 4.9 with std
+# 0.02 on the replay states, i.e. always the same torque
+# (`benchmarks/results/pendulum_cpu_3seeds_2026-11-24.txt`; the `actor_grad_norm` column of the
+# `pendulum_cpu_2026-11-24_seed*_metrics.csv` files beside it). Hence the `cpu` preset's
+# `actor_entropy=0.01`, a documented deviation (the paper preset keeps 0). To see it for
+# yourself (about 35 minutes on a CPU): `dreamer-train --set actor_entropy=0 --seed 0`, then load
+# that run here. On the run you loaded, where do the actor's pre-tanh means lie, and what did
+# training log?
+
+# %%
+rows = CSVLog(RUN / "metrics.csv").read()
+with torch.no_grad():
+    pre_tanh = agent.actor(starts.features).normal.loc.flatten().cpu()  # the posterior states above
+saturated = (pre_tanh.tanh().abs() > 0.999).float().mean().item()
+print(f"{pre_tanh.numel()} states: {saturated:.0%} with |tanh(mean)| > 0.999 (saturated)")
+fig, axes = plt.subplots(1, 3, figsize=(11, 2.6))
+axes[0].hist(pre_tanh.numpy(), bins=40, range=(-5, 5))
+axes[0].set_xlabel("actor's pre-tanh mean on replay states")
+for ax, key in zip(axes[1:], ("actor_entropy", "actor_grad_norm")):
+    ax.plot([float(r["updates"]) for r in rows], [float(r[key]) for r in rows])
+    ax.set_xlabel("updates")
+    ax.set_title(key, fontsize=9)
+axes[2].set_yscale("log")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Saturation alone is not the failure. A trained Pendulum actor (lesson 6's, say) has many of
+# its means at *both* ends: the swing-up is bang-bang, full torque one way, then the other,
+# chosen by the state; its gradient norm grows as it learns, and its entropy settles well above
+# a saturated actor's. The failure looks different: one end for every state, a gradient norm
+# stuck near 1e-3 from the first few hundred updates on, and an eval return that never leaves
+# the random level.
+
+# %% [markdown]
 # ## Summary
 #
 # - Look at the four pictures, not just the losses: posterior (can it see?), open loop (can it
 #   predict?), imagination (what does the actor train on?), and the reward, value and KL traces.
 # - KL stuck far below the free nats: collapse; far above: the prior is not trained. A loss
 #   that spikes: the learning rate. A policy that does not improve while the model is good:
-#   the horizon, the reward head, or exploration.
+#   the horizon, the reward head, exploration, or an actor saturated at one action.
 # - `viz.debug_episode`, `viz.debugger_frame` and `dreamer_lib.debugger.imagination_debugger`
 #   work on any run folder, including a DMC or CarRacing run trained on a GPU.
 
