@@ -103,7 +103,7 @@ ARCHITECTURE = ("cnn_depth", "deter_size", "stoch_size", "hidden_size", "dense_u
 PRESETS: dict[str, dict] = {
     # The paper's settings (Hafner et al. 2020, appendix A), unchanged.
     "paper": {},
-    # Learns pixel Pendulum on a 2-core CPU in about half an hour (README, results). Smaller
+    # Learns pixel Pendulum on a 2-core CPU in 50k env frames, about an hour on one thread (README, results). Smaller
     # batch and conv depth, narrower heads; the schedule, horizon, rates and loss are the paper's.
     "cpu": dict(
         cnn_depth=16, dense_units=200, batch_size=16, seq_len=32, steps=50_000,
