@@ -103,8 +103,9 @@ ARCHITECTURE = ("cnn_depth", "deter_size", "stoch_size", "hidden_size", "dense_u
 PRESETS: dict[str, dict] = {
     # The paper's settings (Hafner et al. 2020, appendix A), unchanged.
     "paper": {},
-    # Learns pixel Pendulum on a 2-core CPU in 50k env frames, about an hour on one thread (README, results). Smaller
-    # batch and conv depth, narrower heads; the schedule, horizon, rates and loss are the paper's.
+    # Learns pixel Pendulum on a 2-core CPU in 50k env frames, about an hour on one thread (README,
+    # results). Smaller batch and conv depth, narrower heads; the schedule, horizon and rates are the
+    # paper's; the loss adds the actor entropy bonus below.
     "cpu": dict(
         cnn_depth=16, dense_units=200, batch_size=16, seq_len=32, steps=50_000,
         prefill_frames=1000, replay_capacity=100_000, eval_every=5000, eval_episodes=10,
