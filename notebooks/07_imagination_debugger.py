@@ -400,7 +400,7 @@ plt.show()
 # (`benchmarks/results/pendulum_cpu_3seeds_2026-11-24.txt`; the `actor_grad_norm` column of the
 # `pendulum_cpu_2026-11-24_seed*_metrics.csv` files beside it). Hence the `cpu` preset's
 # `actor_entropy=0.01`, a documented deviation (the paper preset keeps 0). To see it for
-# yourself (about 35 minutes on a CPU): `dreamer-train --set actor_entropy=0 --seed 0`, then load
+# yourself (under an hour on a 2-core CPU): `dreamer-train --set actor_entropy=0 --seed 0`, then load
 # that run here. On the run you loaded, where do the actor's pre-tanh means lie, and what did
 # training log?
 
