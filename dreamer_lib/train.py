@@ -290,19 +290,23 @@ def parse_settings(settings: list[str]) -> dict:
             raise ValueError(f"--set {setting!r}: expected KEY=VALUE with KEY one of: {', '.join(fields)}.")
         default = fields[key].default
         try:
-            if isinstance(default, bool):
-                if text.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError
-                values[key] = text.lower() in ("true", "1")
-            elif isinstance(default, (int, float)):
-                values[key] = type(default)(float(text)) if isinstance(default, int) else float(text)
-            elif default is None:  # optional ints, e.g. time_limit
-                values[key] = None if text.lower() == "none" else int(text)
-            else:
-                values[key] = text
-        except ValueError:
+            values[key] = _parse_like(text, default)
+        except (ValueError, KeyError):
             raise ValueError(f"--set {setting!r}: {key} takes a value of type {type(default).__name__}, got {text!r}.") from None
     return values
+
+
+def _parse_like(text: str, default):
+    """`text` as a value of the type of `default` (bool before int: a bool is an int in Python)."""
+    if isinstance(default, bool):
+        return {"true": True, "1": True, "false": False, "0": False}[text.lower()]
+    if isinstance(default, int):
+        return int(float(text))  # also accepts 1e5
+    if isinstance(default, float):
+        return float(text)
+    if default is None:  # optional ints, e.g. time_limit
+        return None if text.lower() == "none" else int(text)
+    return text
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[Config, pathlib.Path]:

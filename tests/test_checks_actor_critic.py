@@ -5,14 +5,7 @@ import torch
 from dreamer_lib import actor_critic as ac
 from dreamer_lib.checks import CheckFailed
 from dreamer_lib.checks import actor_critic as checks
-
-
-def backwards(inputs, last, decay):
-    out = []
-    for t in reversed(range(inputs.shape[0])):
-        last = inputs[t] + decay[t] * last
-        out.append(last)
-    return torch.stack(out[::-1])
+from dreamer_lib.checks.actor_critic import backwards
 
 
 # ---------------------------------------------------------------- 5.1

@@ -33,16 +33,17 @@ def _matches(actual: torch.Tensor, candidate: torch.Tensor) -> bool:
 
 
 # ------------------------------------------------------------------------------ 5.1 lambda-returns
+def backwards(inputs, last, decay):
+    """out_t = inputs_t + decay_t * out_{t+1}, out_H = last: the recursion the wrong variants share."""
+    out = []
+    for t in reversed(range(inputs.shape[0])):
+        last = inputs[t] + decay[t] * last
+        out.append(last)
+    return torch.stack(out[::-1])
+
+
 def _lambda_mistakes(rewards, values, discounts, bootstrap, lambda_):
     """Outputs of the classic wrong lambda-returns, with the explanation of each."""
-
-    def backwards(inputs, last, decay):
-        out = []
-        for t in reversed(range(inputs.shape[0])):
-            last = inputs[t] + decay[t] * last
-            out.append(last)
-        return torch.stack(out[::-1])
-
     next_values = torch.cat([values[1:], bootstrap[None]], 0)
     right = rewards + discounts * (1 - lambda_) * next_values
     yield (backwards(rewards + discounts * (1 - lambda_) * values, bootstrap, discounts * lambda_),
