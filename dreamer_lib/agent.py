@@ -1,32 +1,20 @@
-"""The Dreamer agent: world model + actor + critic, their losses, one update, and acting.
+"""The Dreamer agent: world model + actor + critic, one update (algorithm 1), and acting.
 
-One update (algorithm 1 of the paper) on a batch of B sequences of length T:
-  1. world model: filter the sequences with the RSSM (posteriors), reconstruct images and
-     rewards, KL(posterior || prior) with free nats;
-  2. behaviour: from every posterior state (T * B of them, detached) imagine H steps with the
-     actor, predict rewards and values, lambda-returns; actor loss through the dynamics, critic
-     loss on detached targets;
-  3. one Adam step per model group, each with its own global-norm gradient clip.
-As the official code, all three losses are computed with the parameters from before the
-update, then the three optimisers step.
-
-The fast path (config.fast, default on) computes exactly these losses with: bf16 autocast where
-the hardware has bf16 units (distributions and losses stay fp32), channels-last convolutions,
-fused Adam on CUDA, and torch.compile of the two loss functions on CUDA. tests/test_fast_path.py
-checks it against the plain fp32 path.
+`DreamerV1.update` is the whole of learning, top to bottom: the world-model loss, imagination
+from every posterior state, the actor loss, the critic loss, then one Adam step per model group.
+As the official code, all three losses use the parameters from before the update. How the update
+is made fast (autocast, channels-last, fused Adam, compile) lives apart, in fast.py.
 """
 from __future__ import annotations
-
-import contextlib
-import warnings
 
 import numpy as np
 import torch
 from torch import nn
 
+from dreamer_lib import fast
 from dreamer_lib.actor_critic import (Actor, Critic, compute_actor_loss, compute_critic_loss, compute_lambda_returns,
                                       discount_weights)
-from dreamer_lib.config import Config, resolve_device, resolve_precision
+from dreamer_lib.config import Config, resolve_device
 from dreamer_lib.networks import (ContinuePredictor, ConvDecoder, ConvEncoder, RewardPredictor,
                                   gaussian_log_prob, keras_init, preprocess, to_uint8)
 from dreamer_lib.rssm import RSSM, RSSMState, kl_loss
@@ -49,36 +37,34 @@ class DreamerV1(nn.Module):
         keras_init(self)  # the official code's initialisation (see networks.keras_init)
         self.to(self.device)
 
-        self.precision = resolve_precision(c, self.device)
-        if c.fast:
-            self.to(memory_format=torch.channels_last)  # conv weights; stored frames are already NHWC
+        # One optimiser per model group, as the paper (appendix A): each steps on its own loss.
         world_model = [m for m in (self.encoder, self.rssm, self.decoder, self.reward, self.pcont) if m is not None]
         self.params = {"model": [p for m in world_model for p in m.parameters()],
                        "actor": list(self.actor.parameters()), "critic": list(self.critic.parameters())}
-        lrs = {"model": c.model_lr, "actor": c.actor_lr, "critic": c.critic_lr}
-        fused = dict(fused=True) if c.fast and self.device.type == "cuda" else {}
-        self.optimizers = {group: torch.optim.Adam(params, lr=lrs[group], eps=c.adam_eps, **fused)
+        self.optimizers = {group: fast.adam(params, self.learning_rates()[group], c.adam_eps, c, self.device)
                            for group, params in self.params.items()}
 
-        self._world_model_loss, self._behavior_losses = self.world_model_loss, self.behavior_losses
-        use_compile = c.compile == "on" or (c.compile == "auto" and c.fast and self.device.type == "cuda")
-        if use_compile:
-            self._world_model_loss = _compiled_or_eager(self.world_model_loss)
-            self._behavior_losses = _compiled_or_eager(self.behavior_losses)
+        self.precision = fast.resolve_precision(c, self.device)
+        if fast.use_channels_last(c, self.device):
+            self.to(memory_format=torch.channels_last)  # conv weights; stored frames are already NHWC
+        self.update = fast.maybe_compile(self.update, c, self.device)
 
     def autocast(self):
-        if self.precision == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.precision)
+        return fast.autocast(self.device, self.precision)
 
-    # ------------------------------------------------------------------ losses
+    def learning_rates(self) -> dict[str, float]:
+        c = self.config
+        return {"model": c.model_lr, "actor": c.actor_lr, "critic": c.critic_lr}
+
+    # ------------------------------------------------------------------ the world model's loss
     def world_model_loss(self, images, actions, rewards, discounts):
-        """images (T, B, 64, 64, 3) uint8, actions (T, B, A), rewards and discounts (T, B)."""
+        """Equation 10 of the paper, free nats as the official code. images (T, B, 64, 64, 3) uint8,
+        actions (T, B, A), rewards and discounts (T, B) -> (loss, posterior states, metrics)."""
         c = self.config
         obs = preprocess(images)  # (T, B, 3, 64, 64) in [-0.5, 0.5]
         embed = self.encoder(obs)  # (T, B, embed)
         start = self.rssm.get_initial_state(images.shape[1], self.device)
-        posterior, prior = self.rssm.rollout_observation(embed, actions, start)
+        posterior, prior = self.rssm.rollout_observation(embed, actions, start)  # (T, B, ...) each
         features = posterior.features  # (T, B, stoch + deter)
         image_loss = -gaussian_log_prob(self.decoder(features), obs, event_dims=3).mean()
         reward_loss = -gaussian_log_prob(self.reward(features), rewards * c.reward_scale).mean()
@@ -88,71 +74,80 @@ class DreamerV1(nn.Module):
                    "prior_std": prior.std.mean(), "posterior_std": posterior.std.mean()}
         if self.pcont is not None:
             # As the official code, the target folds in gamma: pcont predicts gamma * (not terminal).
-            target = c.gamma * discounts
-            continue_loss = nn.functional.binary_cross_entropy_with_logits(self.pcont(features), target)
+            continue_loss = nn.functional.binary_cross_entropy_with_logits(self.pcont(features), c.gamma * discounts)
             loss = loss + c.continue_scale * continue_loss
             metrics["continue_loss"] = continue_loss
         metrics["model_loss"] = loss
         return loss, posterior, metrics
 
-    def behavior_losses(self, posterior: RSSMState):
-        """Actor and critic losses from H-step imaginations started at every posterior state."""
+    # ------------------------------------------------------------------ one update
+    def update(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One training step on B sequences of length T. Returns metrics as device tensors (no
+        host sync) and leaves each group's clipped gradient in its parameters' .grad."""
         c = self.config
-        start = posterior.detach().reshape(-1)  # (T * B, ...): no gradient into the world model here
-        imagined = self.rssm.rollout_imagination(start, self.actor, c.horizon)  # (H, N, ...)
-        features = imagined.features
-        rewards = self.reward(features)  # (H, N), in the scaled units the reward head learned
-        values = self.critic(features)  # (H, N)
-        if self.pcont is not None:
-            discounts = torch.sigmoid(self.pcont(features))
-        else:
-            discounts = torch.full_like(rewards, c.gamma)
-        # As the official code: returns for steps 0..H-2, bootstrapped with the last value.
-        returns = compute_lambda_returns(rewards[:-1], values[:-1], discounts[:-1], values[-1], c.lambda_)
-        actor_loss = compute_actor_loss(returns, discounts[:-1])
-        # Deviation, off in the paper preset (config.actor_entropy): maximise returns + eta * H(pi),
-        # with the entropy of the policy at the same imagined states, weighted like the returns.
-        entropy = self.actor(features[:-1].detach()).entropy(samples=1)  # (H - 1, N)
-        if c.actor_entropy:
-            actor_loss = actor_loss - c.actor_entropy * (discount_weights(discounts[:-1]) * entropy).mean()
-        critic_loss = compute_critic_loss(self.critic(features[:-1].detach()), returns, discounts[:-1])
-        metrics = {"actor_loss": actor_loss, "critic_loss": critic_loss, "imagined_return": returns[0].mean(),
-                   "value": values.mean(), "actor_entropy": entropy.mean()}
-        return actor_loss, critic_loss, metrics
-
-    # ------------------------------------------------------------------ update
-    def to_batch(self, batch: dict) -> tuple[torch.Tensor, ...]:
-        """Move a sampled numpy batch to the device once; images stay uint8 until there."""
-        move = lambda key: torch.as_tensor(batch[key]).to(self.device, non_blocking=True)  # noqa: E731
-        return move("image"), move("action"), move("reward"), move("discount")
-
-    def compute_gradients(self, batch: dict) -> dict[str, torch.Tensor]:
-        """All three losses with the current parameters; leaves clipped gradients in .grad."""
-        images, actions, rewards, discounts = self.to_batch(batch)
+        images, actions, rewards, discounts = self.to_batch(batch)  # (T, B, 64, 64, 3) uint8, (T, B, A), (T, B) x2
         with self.autocast():
-            model_loss, posterior, metrics = self._world_model_loss(images, actions, rewards, discounts)
-        metrics["model_grad_norm"] = self._set_gradients(model_loss, "model")
-        with self.autocast():
-            actor_loss, critic_loss, behavior_metrics = self._behavior_losses(posterior.detach())
-        metrics.update(behavior_metrics)
-        metrics["actor_grad_norm"] = self._set_gradients(actor_loss, "actor")
-        metrics["critic_grad_norm"] = self._set_gradients(critic_loss, "critic")
-        return metrics
+            # 1. World model: reconstruct, predict rewards, KL(posterior || prior) with free nats.
+            model_loss, posterior, metrics = self.world_model_loss(images, actions, rewards, discounts)
 
-    def _set_gradients(self, loss: torch.Tensor, group: str) -> torch.Tensor:
-        # autograd.grad only computes this group's gradients: the actor loss backpropagates
+            # 2. Imagination (section 3): H prior steps from every posterior state, acting with the
+            # actor. Detached: behaviour learning does not move the world model's representation.
+            # With a continue head, the official code drops each window's last state (it may be terminal).
+            starts = posterior.at(slice(0, -1)) if self.pcont is not None else posterior
+            start = starts.detach().reshape(-1)  # (N = T * B, ...)
+            imagined, _ = self.rssm.rollout_imagination(start, self.actor, c.horizon)  # (H, N, ...)
+            features = imagined.features  # (H, N, stoch + deter)
+            reward = self.reward(features)  # (H, N), in the scaled units the reward head learned
+            value = self.critic(features)  # (H, N)
+            if self.pcont is not None:
+                discount = torch.sigmoid(self.pcont(features))  # (H, N): gamma * P(not terminal)
+            else:
+                discount = torch.full_like(reward, c.gamma)
+            # V_lambda (eq. 6) for steps 0..H-2, bootstrapped with the last value (as the official code).
+            returns = compute_lambda_returns(reward[:-1], value[:-1], discount[:-1], value[-1], c.lambda_)  # (H-1, N)
+
+            # 3. Actor loss (eq. 7): maximise the returns; the gradient flows back through the
+            # learned dynamics into the actions.
+            actor_loss = compute_actor_loss(returns, discount[:-1])
+            # Deviation, off in the paper preset (config.actor_entropy): + eta * H(pi) at the same
+            # imagined states, weighted like the returns. Without the bonus, only logged (no graph).
+            with torch.set_grad_enabled(c.actor_entropy != 0 and torch.is_grad_enabled()):
+                entropy = self.actor(features[:-1].detach()).entropy(samples=1)  # (H-1, N)
+            if c.actor_entropy:
+                actor_loss = actor_loss - c.actor_entropy * (discount_weights(discount[:-1]) * entropy).mean()
+
+            # 4. Critic loss (eq. 8): regress v(s_t) on the detached returns, on detached states.
+            critic_loss = compute_critic_loss(self.critic(features[:-1].detach()), returns, discount[:-1])
+
+        # 5. Three optimiser steps, each on its own loss's gradient with a global-norm clip.
+        for group, loss in (("model", model_loss), ("actor", actor_loss), ("critic", critic_loss)):
+            metrics[f"{group}_grad_norm"] = self._clipped_gradient(group, loss)
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+        metrics.update(actor_loss=actor_loss, critic_loss=critic_loss, imagined_return=returns[0].mean(),
+                       value=value.mean(), actor_entropy=entropy.mean())
+        return {k: v.detach() for k, v in metrics.items()}
+
+    def update_world_model(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Step 1 of `update` alone: train only the world model (lessons 4, 5 and 7)."""
+        with self.autocast():
+            loss, _, metrics = self.world_model_loss(*self.to_batch(batch))
+        metrics["model_grad_norm"] = self._clipped_gradient("model", loss)
+        self.optimizers["model"].step()
+        return {k: v.detach() for k, v in metrics.items()}
+
+    def _clipped_gradient(self, group: str, loss: torch.Tensor) -> torch.Tensor:
+        # autograd.grad computes only this group's gradients: the actor loss backpropagates
         # through the world model and critic without writing into their .grad.
         params = self.params[group]
         for param, grad in zip(params, torch.autograd.grad(loss, params)):
             param.grad = grad
         return nn.utils.clip_grad_norm_(params, self.config.grad_clip)
 
-    def update(self, batch: dict) -> dict[str, torch.Tensor]:
-        """One training step. Returns metrics as device tensors (no host sync inside)."""
-        metrics = self.compute_gradients(batch)
-        for optimizer in self.optimizers.values():
-            optimizer.step()
-        return {k: v.detach() for k, v in metrics.items()}
+    def to_batch(self, batch: dict) -> tuple[torch.Tensor, ...]:
+        """Move a sampled numpy batch to the device once; images stay uint8 until there."""
+        move = lambda key: torch.as_tensor(batch[key]).to(self.device, non_blocking=True)  # noqa: E731
+        return move("image"), move("action"), move("reward"), move("discount")
 
     # ------------------------------------------------------------------ acting
     def initial_policy_state(self, batch_size: int = 1):
@@ -189,8 +184,7 @@ class DreamerV1(nn.Module):
         embed = self.encoder(preprocess(images[:context]))
         start = self.rssm.get_initial_state(images.shape[1], self.device)
         posterior, _ = self.rssm.rollout_observation(embed, actions[:context], start)
-        last = RSSMState(*(x[-1] for x in posterior))
-        prior = self.rssm.rollout_prior(actions[context:], last)
+        prior = self.rssm.rollout_prior(actions[context:], posterior.at(-1))
         frames = torch.cat([self.decoder(posterior.features), self.decoder(prior.features)])
         return to_uint8(frames)
 
@@ -200,6 +194,9 @@ class DreamerV1(nn.Module):
                 "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}
 
     def load_checkpoint(self, checkpoint: dict) -> None:
+        if not isinstance(checkpoint, dict) or not {"model", "optimizers"} <= set(checkpoint):
+            raise ValueError("This file is not a dreamer_lib agent checkpoint (it lacks the 'model' and "
+                             "'optimizers' entries). Point at a checkpoint.pt that dreamer-train wrote.")
         try:
             self.load_state_dict(checkpoint["model"])
         except RuntimeError as error:
@@ -208,21 +205,9 @@ class DreamerV1(nn.Module):
                 "architecture setting), so its weights do not fit this one. Load it with the "
                 "config.json of its own run folder (dreamer-train --resume RUN does).\n"
                 f"PyTorch said: {str(error).splitlines()[0]}") from None
-        for key, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(checkpoint["optimizers"][key])
-
-
-def _compiled_or_eager(fn):
-    """torch.compile `fn`; if compiling fails on this machine, warn once and run it eagerly."""
-    compiled, state = torch.compile(fn), {"ok": True}
-
-    def run(*args):
-        if state["ok"]:
-            try:
-                return compiled(*args)
-            except Exception as error:  # a compiler bug must not stop training
-                state["ok"] = False
-                warnings.warn(f"torch.compile failed ({type(error).__name__}: {error}); running eagerly.")
-        return fn(*args)
-
-    return run
+        for group, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(checkpoint["optimizers"][group])
+            # The optimiser's state dict carries the learning rate it was saved with; this run's
+            # config decides (a resume may change it on purpose).
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = self.learning_rates()[group]

@@ -75,12 +75,17 @@ class ReplayBuffer:
         while self.stored_steps > self.capacity and len(self.episodes) > 1:
             self.stored_steps -= len(self.episodes.popleft()["image"])
 
-    def load(self) -> int:
-        """Read every episode file in the directory (oldest first); skip unreadable ones with a
-        warning. Returns how many episodes were loaded."""
+    def load(self, episodes: int | None = None) -> int:
+        """Read the episode files in the directory (oldest first); skip unreadable ones with a
+        warning. With `episodes`, read only the first that many and delete the later files: a
+        resumed run recollects them exactly from its checkpoint. Returns how many were loaded."""
         loaded = 0
         for path in sorted(self.directory.glob("*.npz")):
             if path.name.endswith(".tmp.npz"):
+                path.unlink()  # half-written by a process that was killed
+                continue
+            if episodes is not None and path.name[:6].isdigit() and int(path.name[:6]) >= episodes:
+                path.unlink()
                 continue
             try:
                 with np.load(path) as data:
@@ -94,19 +99,22 @@ class ReplayBuffer:
             loaded += 1
         return loaded
 
-    def sample(self, batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
+    def sample(self, batch_size: int, seq_len: int, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
         """B windows of T consecutive steps, time-major: image (T, B, 64, 64, 3), action (T, B, A),
         reward and discount (T, B). As the official code: pick an episode uniformly among those at
-        least T long, then a uniform start inside it, so no window crosses an episode end."""
+        least T long, then a uniform start inside it, so no window crosses an episode end. (The
+        official code also skips episodes exactly T long and never starts at the last possible
+        step; docs/provenance.md.) rng: draw from another generator than the replay's own."""
+        rng = rng or self.rng
         candidates = [e for e in self.episodes if len(e["image"]) >= seq_len]
         if not candidates:
             longest = max((len(e["image"]) for e in self.episodes), default=0)
             raise ValueError(f"No stored episode has {seq_len} steps to sample a window from (longest: "
                              f"{longest}). Collect more data or lower seq_len.")
         windows = {k: [] for k in KEYS}
-        for index in self.rng.integers(len(candidates), size=batch_size):
+        for index in rng.integers(len(candidates), size=batch_size):
             episode = candidates[index]
-            start = self.rng.integers(len(episode["image"]) - seq_len + 1)
+            start = rng.integers(len(episode["image"]) - seq_len + 1)
             for key in KEYS:
                 windows[key].append(episode[key][start:start + seq_len])
         return {key: np.stack(value, axis=1) for key, value in windows.items()}

@@ -9,20 +9,23 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 
 @dataclass
 class Config:
+    """Every setting of a run. `dreamer-train --help` lists these fields as flags (--free-nats 0),
+    with the comment beside each as its help."""
+
     # --- environment (section 5 and appendix of the paper) ---
-    env: str = "pendulum"
-    action_repeat: int = 2  # paper: 2 on DeepMind Control
+    env: str = "pendulum"  # pendulum (gymnasium Pendulum-v1, no extra install), dmc_<domain>_<task>, or a gymnasium id
+    action_repeat: int = 2  # env frames per agent step; paper: 2 on DeepMind Control
     time_limit: int | None = None  # env frames per episode; None = the env's own (DMC 1000, Pendulum 200)
-    image_size: int = 64
 
     # --- world model sizes ---
-    cnn_depth: int = 32  # channels of the first conv; the encoder goes 32-64-128-256
+    cnn_depth: int = 32  # channels of the first conv; the encoder goes depth x 1-2-4-8
     deter_size: int = 200  # h: the GRU's deterministic state
     stoch_size: int = 30  # z: the diagonal Gaussian stochastic state
     hidden_size: int = 200  # hidden layer inside the RSSM's prior/posterior
@@ -31,52 +34,80 @@ class Config:
     use_continue: bool = False  # predict episode ends (pcont); off for DMC, which never terminates
 
     # --- world model loss ---
-    free_nats: float = 3.0
-    kl_scale: float = 1.0
-    continue_scale: float = 10.0  # official code weights the pcont loss by 10
+    free_nats: float = 3.0  # the KL term gives no gradient while the mean KL is below this
+    kl_scale: float = 1.0  # weight of the KL term (beta)
+    continue_scale: float = 10.0  # weight of the pcont loss (official code: 10)
     reward_scale: float = 1.0  # multiplies rewards before the reward loss (not the reported returns)
 
     # --- schedule, counted in env frames (agent steps x action repeat) ---
-    steps: int = 1_000_000
+    steps: int = 1_000_000  # env frames to train for (the paper's x-axis)
     prefill_frames: int = 5000  # random-action frames before the first update
     train_every: int = 1000  # every this many env frames ...
     train_steps: int = 100  # ... do this many updates (also done once right after prefill)
-    batch_size: int = 50
-    seq_len: int = 50
+    batch_size: int = 50  # sequences per update (B)
+    seq_len: int = 50  # steps per sequence (T)
     replay_capacity: int = 1_000_000  # observations kept in RAM; 64x64x3 uint8 = 12.3 KB each
 
     # --- behaviour learning (section 3) ---
-    horizon: int = 15
-    gamma: float = 0.99
-    lambda_: float = 0.95
-    actor_mean_scale: float = 5.0
-    actor_init_std: float = 5.0
-    actor_min_std: float = 1e-4
-    expl_noise: float = 0.3
+    horizon: int = 15  # imagination horizon H
+    gamma: float = 0.99  # discount
+    lambda_: float = 0.95  # lambda of the lambda-returns (eq. 6)
+    actor_mean_scale: float = 5.0  # pre-tanh mean = scale * tanh(x / scale)
+    actor_init_std: float = 5.0  # the actor's std at initialisation
+    actor_min_std: float = 1e-4  # floor of the actor's std
+    expl_noise: float = 0.3  # std of the Gaussian noise added to actions while collecting
     # Not in DreamerV1 (0 = the paper): a bonus for the actor's entropy, as DreamerV2 added. On
     # Pendulum the V1 actor can saturate at one torque limit early (tanh at the edge, gradient
     # ~1e-4) and never recover; the bonus's log(1 - a^2) term pulls it back (agent.py).
-    actor_entropy: float = 0.0
+    actor_entropy: float = 0.0  # weight eta of the actor's entropy bonus (not in DreamerV1; 0 = the paper)
 
     # --- optimisation ---
-    model_lr: float = 6e-4
-    actor_lr: float = 8e-5
-    critic_lr: float = 8e-5
+    model_lr: float = 6e-4  # Adam learning rate of the world model
+    actor_lr: float = 8e-5  # Adam learning rate of the actor
+    critic_lr: float = 8e-5  # Adam learning rate of the critic
     adam_eps: float = 1e-7  # TensorFlow's default, which the official code used (PyTorch's is 1e-8)
-    grad_clip: float = 100.0
+    grad_clip: float = 100.0  # global gradient norm clip, per model group
 
-    # --- evaluation and logging ---
-    eval_every: int = 10_000  # env frames
-    eval_episodes: int = 5
-    checkpoint_every: int = 1000  # env frames; also written on SIGTERM / Ctrl-C
+    # --- evaluation ---
+    eval_every: int = 10_000  # env frames between evaluations
+    eval_episodes: int = 5  # episodes per evaluation (actor's mode, no noise)
 
     # --- machine ---
-    seed: int = 0
-    device: str = "auto"  # auto: cuda if available, else cpu
-    precision: str = "auto"  # auto: bf16 autocast where the hardware has bf16 units, else fp32
-    compile: str = "auto"  # auto: torch.compile on CUDA only (on CPU it bought 1.08x for minutes of compiling)
-    fast: bool = True  # the fast update path (see agent.py); False = plain eager fp32
-    preset: str = "paper"
+    seed: int = 0  # seeds the model, the envs and the replay sampling
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda if available, else cpu
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the hardware has bf16 units
+    compile: Literal["auto", "on", "off"] = "auto"  # auto: torch.compile on CUDA only (on CPU: 1.08x for minutes of compiling)
+    fast: bool = True  # the fast update path (fast.py); --no-fast = plain eager fp32
+    preset: Literal["paper", "cpu", "ci"] = "paper"  # the defaults this run started from (config.PRESETS)
+
+    def validate(self) -> None:
+        """Raise ValueError naming every setting outside its range, with what is expected."""
+        problems = []
+        for name in ("action_repeat", "steps", "train_every", "train_steps", "batch_size", "eval_every",
+                     "eval_episodes", "horizon", "cnn_depth", "deter_size", "stoch_size", "hidden_size",
+                     "dense_units", "replay_capacity"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} is {getattr(self, name)}; it counts something, so it must be 1 or more")
+        if self.seq_len < 2:
+            problems.append(f"seq_len is {self.seq_len}; a training window needs at least 2 steps")
+        if self.horizon < 2:
+            problems.append(f"horizon is {self.horizon}; lambda-returns need at least 2 imagined steps")
+        if self.time_limit is not None and self.time_limit < self.action_repeat:
+            problems.append(f"time_limit is {self.time_limit} env frames, less than one agent step "
+                            f"(action_repeat {self.action_repeat})")
+        for name in ("prefill_frames", "free_nats", "kl_scale", "continue_scale", "actor_entropy", "expl_noise"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} is {getattr(self, name)}; it must be 0 or more")
+        for name in ("model_lr", "actor_lr", "critic_lr", "adam_eps", "grad_clip", "min_std", "actor_min_std",
+                     "actor_init_std", "actor_mean_scale", "reward_scale"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} is {getattr(self, name)}; it must be positive")
+        for name in ("gamma", "lambda_"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name} is {getattr(self, name)}; it must lie in [0, 1]")
+        if problems:
+            raise ValueError("Invalid settings: " + "; ".join(problems) + ". Change them with their flags "
+                             "(dreamer-train --help lists each with its meaning).")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -84,6 +115,8 @@ class Config:
     @classmethod
     def from_json(cls, text: str) -> "Config":
         data = json.loads(text)
+        for retired in RETIRED:  # written by older versions, never read: ignore them
+            data.pop(retired, None)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -97,8 +130,11 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+# Settings older versions wrote to config.json that no longer exist (they were never read).
+RETIRED = ("image_size", "checkpoint_every")
+
 # Architecture settings: a checkpoint only loads into a model built with the same values.
-ARCHITECTURE = ("cnn_depth", "deter_size", "stoch_size", "hidden_size", "dense_units", "use_continue", "image_size")
+ARCHITECTURE = ("cnn_depth", "deter_size", "stoch_size", "hidden_size", "dense_units", "use_continue")
 
 PRESETS: dict[str, dict] = {
     # The paper's settings (Hafner et al. 2020, appendix A), unchanged.
@@ -150,24 +186,3 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA GPU. Use --device cpu.")
     return torch.device(name)
-
-
-def cpu_has_bf16() -> bool:
-    """True where the CPU has native bf16 arithmetic (AVX512-BF16 or AMX); elsewhere bf16 is slow."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(config: Config, device: torch.device) -> torch.dtype:
-    """The autocast dtype of the fast path: bf16 where the hardware does it natively, else fp32."""
-    if config.precision == "fp32" or not config.fast:
-        return torch.float32
-    if config.precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
-

@@ -55,7 +55,28 @@ class DreamerEnv(gym.Env):
     def _frame(self, observation) -> np.ndarray:
         if isinstance(observation, np.ndarray) and observation.ndim == 3 and observation.shape[-1] == 3:
             return resize(observation.astype(np.uint8), self.size)  # the env's own pixels (CarRacing)
-        return resize(self.env.render(), self.size)
+        frame = self.env.render()
+        if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[-1] == 3):
+            what = "None" if frame is None else f"{type(frame).__name__} {getattr(frame, 'shape', '')}"
+            raise ValueError(f"{self.env} rendered {what}, not an RGB frame (H, W, 3): Dreamer learns from pixels. "
+                             "Create the env with render_mode='rgb_array' (make_env does) or choose an env "
+                             "that can render.")
+        return resize(frame, self.size)
+
+    def get_rng_state(self) -> dict:
+        """Everything random about the next episodes: the simulator's generator (start states) and
+        the action space's (random prefill actions). Saved in checkpoints for an exact resume."""
+        inner = self.env.unwrapped
+        simulator = inner.random.get_state() if isinstance(inner, DMCEnv) else inner.np_random.bit_generator.state
+        return {"simulator": simulator, "action_space": self.action_space.np_random.bit_generator.state}
+
+    def set_rng_state(self, state: dict) -> None:
+        inner = self.env.unwrapped
+        if isinstance(inner, DMCEnv):
+            inner.random.set_state(state["simulator"])
+        else:
+            inner.np_random.bit_generator.state = state["simulator"]
+        self.action_space.np_random.bit_generator.state = state["action_space"]
 
     def reset(self, *, seed=None, options=None):
         observation, info = self.env.reset(seed=seed, options=options)
@@ -100,10 +121,17 @@ class DMCEnv(gym.Env):
         self.action_space = gym.spaces.Box(spec.minimum.astype(np.float32), spec.maximum.astype(np.float32))
         self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
 
+    @property
+    def random(self) -> np.random.RandomState:
+        """The task's generator: it draws every episode's start state."""
+        return self._env.task.random
+
     def render(self):
         return self._env.physics.render(self._size, self._size, camera_id=self._camera)
 
     def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self.random.seed(seed)
         self._env.reset()
         return None, {}
 
@@ -150,18 +178,26 @@ def make_env(name: str = "pendulum", action_repeat: int = 2, time_limit: int | N
         env.action_space.seed(seed)
         if not name.startswith("dmc_"):
             inner.reset(seed=seed)
+    elif not name.startswith("dmc_"):
+        inner.reset()  # creates the simulator's generator, so get_rng_state works before the first episode
     return env
 
 
-def run_episode(env: gym.Env, policy=None, state=None) -> dict[str, np.ndarray]:
+def run_episode(env: gym.Env, policy=None, state=None, seed: int | None = None,
+                should_stop=None) -> dict[str, np.ndarray] | None:
     """Play one episode and return it in the replay buffer's format (see buffer.py).
 
-    policy(image, state) -> (action, state) acts; None plays uniformly random actions."""
-    image, _ = env.reset()
+    policy(image, state) -> (action, state) acts; None plays uniformly random actions. `state` is
+    the policy's state at the reset (a fresh one for every episode). seed: reseeds the env's
+    start state. should_stop() is asked before every step; when it says yes the unfinished
+    episode is dropped and None returned (a trainer stopping within a step)."""
+    image, _ = env.reset(seed=seed)
     action_size = env.action_space.shape[0]
     steps = {"image": [image], "action": [np.zeros(action_size, np.float32)], "reward": [0.0], "discount": [1.0]}
     done = False
     while not done:
+        if should_stop is not None and should_stop():
+            return None
         if policy is None:
             action = env.action_space.sample()
         else:

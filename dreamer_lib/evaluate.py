@@ -1,5 +1,5 @@
-"""`dreamer-eval RUN`: play a run's checkpoint with the actor's mode (no exploration noise),
-print each episode's return, and render the first episode to RUN/eval-<frames>.gif."""
+"""Evaluation: the policy's mode, no exploration noise; and `dreamer-eval RUN`, which plays a
+run's checkpoint, prints each episode's return and renders the first to RUN/eval-<frames>.gif."""
 from __future__ import annotations
 
 import argparse
@@ -7,11 +7,45 @@ import pathlib
 import sys
 
 import numpy as np
+import torch
 
 from dreamer_lib import viz
 from dreamer_lib.agent import DreamerV1
-from dreamer_lib.envs import make_env
-from dreamer_lib.train import evaluate, load_checkpoint, load_run_config
+from dreamer_lib.config import Config
+from dreamer_lib.envs import make_env, run_episode
+
+
+def evaluate(agent: DreamerV1, env, episodes: int, seed: int | None = None, should_stop=None):
+    """Returns of `episodes` episodes with the actor's mode and no exploration noise, each from a
+    fresh policy state, and the frames of the first one; `seed` reseeds the env's start states.
+    None if should_stop() said yes before the end."""
+    policy = lambda image, state: agent.policy(image, state, explore=False)  # noqa: E731
+    returns, frames = [], None
+    for i in range(episodes):
+        episode = run_episode(env, policy, agent.initial_policy_state(), seed=seed if i == 0 else None,
+                              should_stop=should_stop)
+        if episode is None:
+            return None
+        returns.append(float(episode["reward"].sum()))
+        frames = episode["image"] if frames is None else frames
+    return np.array(returns), frames
+
+
+def load_checkpoint(path: pathlib.Path, map_location="cpu") -> dict:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as error:
+        raise ValueError(f"Could not read the checkpoint {path} ({type(error).__name__}: {error}). The file is "
+                         "damaged or not a dreamer_lib checkpoint; the episodes in its run folder are intact, so "
+                         "you can move the checkpoint away and train a new run from another folder.") from None
+
+
+def load_run_config(run: str | pathlib.Path) -> Config:
+    path = pathlib.Path(run) / "config.json"
+    if not path.exists():
+        raise ValueError(f"{run} is not a dreamer-train run folder (it has no config.json). "
+                         "Point at a folder that dreamer-train wrote, e.g. runs/pendulum-cpu-seed0.")
+    return Config.from_json(path.read_text())
 
 
 def load_agent(run: str | pathlib.Path, device: str | None = None):
@@ -21,11 +55,13 @@ def load_agent(run: str | pathlib.Path, device: str | None = None):
     if device:
         config = config.replace(device=device)
     if not (run / "checkpoint.pt").exists():
-        raise ValueError(f"{run} has no checkpoint.pt yet: it is written after the first training phase. "
-                         "Train longer (or resume the run) first.")
-    env = make_env(config.env, config.action_repeat, config.time_limit, config.image_size, seed=config.seed + 20_000)
+        raise ValueError(f"{run} has no checkpoint.pt yet: it is written before the first episode. "
+                         "Train (or resume the run) first.")
+    env = make_env(config.env, config.action_repeat, config.time_limit, seed=config.seed + 20_000)
     agent = DreamerV1(config, env.action_space.shape[0])
     checkpoint = load_checkpoint(run / "checkpoint.pt", agent.device)
+    if not isinstance(checkpoint, dict) or "agent" not in checkpoint:
+        raise ValueError(f"{run / 'checkpoint.pt'} holds no agent: it was not written by dreamer-train.")
     agent.load_checkpoint(checkpoint["agent"])
     agent.eval()
     return agent, env, checkpoint
@@ -39,6 +75,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=None, help="GIF path (default: RUN/eval-<env frames>.gif)")
     args = parser.parse_args(argv)
     try:
+        if args.episodes < 1:
+            raise ValueError(f"--episodes {args.episodes}: evaluate at least 1 episode.")
         agent, env, checkpoint = load_agent(args.run, args.device)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -34,6 +34,10 @@ class RSSMState(NamedTuple):
     def reshape(self, *shape) -> "RSSMState":
         return RSSMState(*(x.reshape(*shape, x.shape[-1]) for x in self))
 
+    def at(self, index) -> "RSSMState":
+        """Index the leading (time) dimension of every field: `states.at(-1)`, `states.at(slice(0, -1))`."""
+        return RSSMState(*(x[index] for x in self))
+
 
 def stack_states(states: list[RSSMState]) -> RSSMState:
     return RSSMState(*(torch.stack(xs) for xs in zip(*states)))
@@ -89,18 +93,21 @@ class RSSM(nn.Module):
             priors.append(prior)
         return stack_states(posteriors), stack_states(priors)
 
-    def rollout_imagination(self, start: RSSMState, actor: nn.Module, horizon: int) -> RSSMState:
+    def rollout_imagination(self, start: RSSMState, actor: nn.Module, horizon: int):
         """Imagine `horizon` steps ahead of each start state with actions from the policy.
 
-        start: (N, ...) states; returns (horizon, N, ...) prior states, not including the start
-        (as the official code). The actor's input is detached, so the actor is trained only
-        through the dynamics' gradient of the return (section 3), not by moving its own input."""
-        state, states = start, []
+        start: (N, ...) states -> (states, actions): the imagined prior states (horizon, N, ...),
+        not including the start (as the official code), and the actions (horizon, N, A), where
+        actions[t] is the one taken in the state before states[t]. The actor's input is detached,
+        so the actor is trained only through the dynamics' gradient of the return (section 3),
+        not by moving its own input."""
+        state, states, actions = start, [], []
         for _ in range(horizon):
-            action = actor(state.features.detach()).rsample()
+            action = actor(state.features.detach()).rsample()  # (N, A)
             state = self.prior(state, action)
             states.append(state)
-        return stack_states(states)
+            actions.append(action)
+        return stack_states(states), torch.stack(actions)
 
     def rollout_prior(self, actions: torch.Tensor, state: RSSMState) -> RSSMState:
         """Open-loop prediction with given actions (T, B, action): the prior alone, no observations."""

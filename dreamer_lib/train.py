@@ -2,34 +2,49 @@
 
     dreamer-train                          # pixel Pendulum, the preset that fits this machine
     dreamer-train --env dmc_walker_walk --preset paper --steps 1000000
-    dreamer-train --resume runs/pendulum-cpu-seed0   # continue a stopped run
+    dreamer-train --resume runs/pendulum-cpu-seed0 --steps 100000   # continue (and extend) a run
     dreamer-train --test                   # one-minute end-to-end check
+    dreamer-train --help                   # every setting of config.Config, with its meaning
 
 Three counters, never mixed: env frames (simulator steps = agent steps x action repeat; the
 paper's x-axis and the one `--steps` counts), agent steps (decisions), and updates.
 
 A run folder holds: config.json, episodes/ (every training episode, written as it finishes),
-checkpoint.pt (latest good state), metrics.csv (one row per training phase), eval.csv (one row
-per evaluation: mean and std over episodes of the policy's mode), eval.gif, openl.gif and
-openl.png (open-loop prediction), learning_curve.png. After a crash or kill, `--resume` reloads
-the episodes and the checkpoint; updates owed by episodes collected after the checkpoint are
-caught up, so no collected data and no counter is lost.
+checkpoint.pt, metrics.csv (one row per training phase), eval.csv (one row per evaluation: mean
+and std over episodes of the policy's mode), TensorBoard events (when the tensorboard package is
+installed: `tensorboard --logdir runs`), eval.gif, openl.gif and openl.png (open-loop
+prediction), learning_curve.png, and changes.txt (settings changed on resume).
+
+Exact resume: a checkpoint is written before every episode the agent collects. It holds the
+weights, the optimisers, the counters, every random generator (torch, replay sampling, the env)
+and the CSV rows so far, so a run killed at any moment and resumed writes the same rows as one
+that never stopped (on the CPU; CUDA kernels are not bitwise deterministic). Evaluation and the
+open-loop picture draw from their own generators, so they never change training.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import dataclasses
+import datetime
+import errno
+import io
+import json
 import math
 import os
 import pathlib
+import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+import tyro
+from filelock import FileLock, Timeout
 from tqdm import tqdm  # the text bar: it also reads in a saved notebook
 
 from dreamer_lib import viz
@@ -37,10 +52,15 @@ from dreamer_lib.agent import DreamerV1
 from dreamer_lib.buffer import ReplayBuffer
 from dreamer_lib.config import ARCHITECTURE, Config, default_preset, make_config
 from dreamer_lib.envs import make_env, run_episode
+from dreamer_lib.evaluate import evaluate, load_checkpoint, load_run_config
+
+# Settings a resumed run cannot change: the weights, episodes and random streams depend on them.
+FIXED_ON_RESUME = ARCHITECTURE + ("env", "action_repeat", "time_limit", "seed", "preset")
+CHECKPOINT_KEYS = {"agent", "updates", "wall_s", "next_eval", "env_frames", "episodes", "phase", "rng", "rows"}
 
 
 class TrainingStopped(Exception):
-    """Raised when a loss becomes NaN or inf; the run folder keeps the last good checkpoint."""
+    """A fault that ends the run: non-finite values, a full disk. The message says what and when."""
 
 
 def updates_due(env_frames: int, config: Config) -> int:
@@ -51,40 +71,13 @@ def updates_due(env_frames: int, config: Config) -> int:
     return config.train_steps * (1 + (env_frames - config.prefill_frames) // config.train_every)
 
 
-def evaluate(agent: DreamerV1, env, episodes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Returns of `episodes` episodes with the actor's mode and no exploration noise, and the
-    frames of the first one."""
-    policy = lambda image, state: agent.policy(image, state, explore=False)  # noqa: E731
-    returns, frames = [], None
-    for _ in range(episodes):
-        episode = run_episode(env, policy, agent.initial_policy_state())
-        returns.append(float(episode["reward"].sum()))
-        frames = episode["image"] if frames is None else frames
-    return np.array(returns), frames
-
-
-def load_checkpoint(path: pathlib.Path, map_location="cpu") -> dict:
-    try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as error:
-        raise ValueError(f"Could not read the checkpoint {path} ({type(error).__name__}: {error}). The file is "
-                         "damaged or not a dreamer_lib checkpoint; the episodes in its run folder are intact, so "
-                         "you can move the checkpoint away and resume to retrain from them.") from None
-
-
-def load_run_config(run: pathlib.Path) -> Config:
-    path = pathlib.Path(run) / "config.json"
-    if not path.exists():
-        raise ValueError(f"{run} is not a dreamer-train run folder (it has no config.json). "
-                         "Point at a folder that dreamer-train wrote, e.g. runs/pendulum-cpu-seed0.")
-    return Config.from_json(path.read_text())
-
-
 class CSVLog:
-    """Appends rows to a CSV file, writing the header once; survives resumes."""
+    """The rows of one CSV file, kept in memory too, so a checkpoint can hold them and a resume
+    can rewrite the file exactly: every row once, whatever the kills."""
 
     def __init__(self, path: pathlib.Path):
         self.path = path
+        self.rows = self.read()
 
     def write(self, row: dict) -> None:
         new = not self.path.exists()
@@ -93,6 +86,7 @@ class CSVLog:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+        self.rows.append({k: str(v) for k, v in row.items()})
 
     def read(self) -> list[dict]:
         if not self.path.exists():
@@ -100,32 +94,141 @@ class CSVLog:
         with self.path.open() as f:
             return list(csv.DictReader(f))
 
+    def reset(self, rows: list[dict]) -> None:
+        """Rewrite the file with exactly these rows (a temporary file, then a rename)."""
+        self.rows = [dict(r) for r in rows]
+        if not rows:
+            self.path.unlink(missing_ok=True)
+            return
+        temporary = self.path.with_suffix(".csv.tmp")
+        with temporary.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(temporary, self.path)
+
+
+class TensorBoard:
+    """Scalars and pictures for TensorBoard, written only where the tensorboard package exists."""
+
+    def __init__(self, logdir: pathlib.Path, purge_step: int):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            self.writer = None
+            return
+        # purge_step drops events a killed run wrote after its checkpoint; the resume rewrites them.
+        self.writer = SummaryWriter(str(logdir), purge_step=purge_step)
+
+    def scalars(self, prefix: str, row: dict, step: int) -> None:
+        if self.writer:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key != "env_frames":
+                    self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        if self.writer:
+            self.writer.add_image(tag, image, step, dataformats="HWC")
+
+    def figure(self, tag: str, figure, step: int) -> None:
+        if self.writer:
+            self.writer.add_figure(tag, figure, step, close=False)
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+def prepare_run_folder(logdir: pathlib.Path) -> bool:
+    """Create the run folder (and parents) if needed; True if it was created here. Clear errors
+    for a path that is a file, lies under a file, or cannot be written."""
+    if logdir.exists() and not logdir.is_dir():
+        raise ValueError(f"The run folder {logdir} is a file, not a folder. Choose another --logdir.")
+    for parent in logdir.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"The run folder {logdir} would lie under {parent}, which is a file. Choose another --logdir.")
+    created = not logdir.exists()
+    try:
+        logdir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=logdir, prefix=".write-test-")
+        probe.close()
+    except OSError as error:
+        if created:
+            shutil.rmtree(logdir, ignore_errors=True)
+        raise ValueError(f"Cannot write to the run folder {logdir} ({error.strerror}). Choose a --logdir on a "
+                         "writable disk with free space.") from None
+    return created
+
 
 class Trainer:
     def __init__(self, config: Config, logdir: str | pathlib.Path, progress: bool = True):
+        config.validate()
         self.config, self.logdir = config, pathlib.Path(logdir)
-        self.logdir.mkdir(parents=True, exist_ok=True)
-        config_path = self.logdir / "config.json"
-        if config_path.exists():
-            saved = Config.from_json(config_path.read_text())
-            changed = [k for k in ARCHITECTURE + ("env", "action_repeat") if getattr(saved, k) != getattr(config, k)]
-            if changed:
-                raise ValueError(f"{self.logdir} holds a run with other settings for {changed}; its checkpoint and "
-                                 "episodes do not fit this config. Resume it with its own config "
-                                 "(dreamer-train --resume RUN) or choose a new --logdir.")
-        config_path.write_text(config.to_json())
+        self.progress, self.stop_requested = progress, False
+        # Everything that can fail on bad input comes before the run folder is touched.
+        self.env = make_env(config.env, config.action_repeat, config.time_limit, seed=config.seed)
+        self.eval_env = make_env(config.env, config.action_repeat, config.time_limit, seed=config.seed + 10_000)
+        created = prepare_run_folder(self.logdir)
+        self.lock = FileLock(self.logdir / ".lock")
+        self._acquire()
+        try:
+            self._check_saved_config()
+            self.buffer = ReplayBuffer(self.logdir / "episodes", config.replay_capacity, seed=config.seed)
+            torch.manual_seed(config.seed)
+            self.agent = DreamerV1(config, self.env.action_space.shape[0])
+            self.metrics_log, self.eval_log = CSVLog(self.logdir / "metrics.csv"), CSVLog(self.logdir / "eval.csv")
+            self.updates, self.wall_s, self.next_eval = 0, 0.0, 0
+            self.last_return, self.last_fps, self.phase = float("nan"), float("nan"), []
+            self._resume()
+            (self.logdir / "config.json").write_text(config.to_json())
+        except BaseException:
+            self.lock.release()
+            if created:
+                shutil.rmtree(self.logdir, ignore_errors=True)
+            raise
+        self.tensorboard = TensorBoard(self.logdir, purge_step=self._first_missing_frame())
 
-        torch.manual_seed(config.seed)
-        self.env = make_env(config.env, config.action_repeat, config.time_limit, config.image_size, seed=config.seed)
-        self.eval_env = make_env(config.env, config.action_repeat, config.time_limit, config.image_size,
-                                 seed=config.seed + 10_000)
-        self.buffer = ReplayBuffer(self.logdir / "episodes", config.replay_capacity, seed=config.seed)
-        self.agent = DreamerV1(config, self.env.action_space.shape[0])
-        self.metrics_log, self.eval_log = CSVLog(self.logdir / "metrics.csv"), CSVLog(self.logdir / "eval.csv")
-        self.progress = progress
-        self.stop_requested = False
-        self.updates, self.wall_s, self.next_eval, self.last_return = 0, 0.0, 0, float("nan")
-        self._resume()
+    def _acquire(self) -> None:
+        """One writer per run folder. The lock is the OS's (flock): a killed trainer's lock goes
+        with its process, so it never blocks a resume."""
+        if self.lock.is_locked:
+            return
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            raise ValueError(f"{self.logdir} is being trained by another process ({self._holder()}). One run folder "
+                             "takes one trainer: wait for it to finish, stop it (kill -TERM PID: it saves and "
+                             "exits), or choose another --logdir.") from None
+        (self.logdir / "running.json").write_text(json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.datetime.now().isoformat()}))
+
+    def _holder(self) -> str:
+        try:
+            info = json.loads((self.logdir / "running.json").read_text())
+            return f"pid {info['pid']} on {info['host']}, since {info['since'][:19]}"
+        except (OSError, ValueError, KeyError):
+            return "process unknown"
+
+    def _check_saved_config(self) -> None:
+        """A run folder keeps its architecture, env and seed; other settings may change on resume,
+        and each change is applied (learning rates reach the optimisers) and logged."""
+        path = self.logdir / "config.json"
+        if not path.exists():
+            return
+        saved = Config.from_json(path.read_text())
+        changed = {f.name: (getattr(saved, f.name), getattr(self.config, f.name)) for f in dataclasses.fields(Config)
+                   if getattr(saved, f.name) != getattr(self.config, f.name)}
+        fixed = sorted(set(changed) & set(FIXED_ON_RESUME))
+        if fixed:
+            details = ", ".join(f"{k} {changed[k][0]} -> {changed[k][1]}" for k in fixed)
+            raise ValueError(f"{self.logdir} holds a run whose {', '.join(fixed)} cannot change ({details}): its "
+                             "checkpoint, episodes and random streams depend on them. Resume it without those "
+                             "flags (dreamer-train --resume RUN), or start a new run with another --logdir.")
+        if changed:
+            note = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
+            print(f"Settings changed on resume (applied, and logged in changes.txt): {note}")
+            with (self.logdir / "changes.txt").open("a") as f:
+                f.write(f"{datetime.datetime.now().isoformat(timespec='seconds')}: {note}\n")
 
     # ----------------------------------------------------------------- state
     @property
@@ -137,228 +240,300 @@ class Trainer:
         return self.buffer.total_steps * self.config.action_repeat
 
     def _resume(self) -> None:
-        episodes = self.buffer.load()
-        checkpoint_path = self.logdir / "checkpoint.pt"
-        if checkpoint_path.exists():
-            checkpoint = load_checkpoint(checkpoint_path, self.agent.device)
-            self.agent.load_checkpoint(checkpoint["agent"])
-            self.updates, self.wall_s = checkpoint["updates"], checkpoint["wall_s"]
-            self.next_eval = checkpoint["next_eval"]
-        if episodes:
-            # New randomness for the new episodes: a resumed run must not replay its first ones.
-            seed = self.config.seed + 1000 * self.buffer.total_episodes
-            torch.manual_seed(seed)
-            self.env.reset(seed=seed)
-            self.env.action_space.seed(seed)
-            print(f"Resuming {self.logdir}: {episodes} episodes ({self.env_frames} env frames), "
-                  f"{self.updates} updates from the checkpoint.")
+        path = self.logdir / "checkpoint.pt"
+        if not path.exists():
+            if any((self.logdir / "episodes").glob("*.npz")) or self.metrics_log.rows or self.eval_log.rows:
+                raise ValueError(f"{self.logdir} holds episodes or logs but no checkpoint.pt, so it cannot be resumed "
+                                 "exactly. Move its contents away or choose another --logdir.")
+            return
+        checkpoint = load_checkpoint(path, self.agent.device)
+        if not isinstance(checkpoint, dict) or not CHECKPOINT_KEYS <= set(checkpoint):
+            raise ValueError(f"{path} is not a checkpoint this version of dreamer-train can resume from (it lacks "
+                             f"{sorted(CHECKPOINT_KEYS - set(checkpoint or {}))}). dreamer-eval can still play it "
+                             "if it holds an agent; to train, start a new run with another --logdir.")
+        self.agent.load_checkpoint(checkpoint["agent"])
+        self.updates, self.wall_s, self.next_eval = checkpoint["updates"], checkpoint["wall_s"], checkpoint["next_eval"]
+        self.last_return, self.last_fps = checkpoint["last_return"], checkpoint["last_fps"]
+        self.phase = [{k: torch.tensor(v) for k, v in m.items()} for m in checkpoint["phase"]]
+        self.buffer.load(episodes=checkpoint["episodes"])
+        if self.buffer.total_episodes != checkpoint["episodes"]:
+            print(f"warning: the checkpoint counts {checkpoint['episodes']} episodes, {self.logdir / 'episodes'} has "
+                  f"{self.buffer.total_episodes} readable ones: training continues, but not exactly as before.")
+        rng = checkpoint["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.buffer.rng.bit_generator.state = rng["replay"]
+        self.env.set_rng_state(rng["env"])
+        self.metrics_log.reset(checkpoint["rows"]["metrics"])
+        self.eval_log.reset(checkpoint["rows"]["eval"])
+        print(f"Resuming {self.logdir}: {self.buffer.total_episodes} episodes ({self.env_frames} env frames), "
+              f"{self.updates} updates from the checkpoint.")
+
+    def _first_missing_frame(self) -> int:
+        rows = self.metrics_log.rows + self.eval_log.rows
+        return max((int(r["env_frames"]) for r in rows), default=-1) + 1
 
     def save_checkpoint(self) -> None:
-        """Written to a temporary file and renamed, so a kill mid-write keeps the previous one."""
+        """Written to a temporary file and renamed, so a kill mid-write keeps the previous one; never
+        written with non-finite parameters, so the checkpoint on disk is always a usable one."""
+        if not all(torch.isfinite(p).all() for p in self.agent.parameters()):
+            raise TrainingStopped(f"The parameters became NaN or inf by update {self.updates}. " + self._advice())
         state = {"agent": self.agent.checkpoint(), "updates": self.updates, "wall_s": self.wall_s,
-                 "next_eval": self.next_eval, "env_frames": self.env_frames}
+                 "next_eval": self.next_eval, "env_frames": self.env_frames, "episodes": self.buffer.total_episodes,
+                 "last_return": self.last_return, "last_fps": self.last_fps,
+                 "phase": [{k: float(v) for k, v in m.items()} for m in self.phase],
+                 "rng": {"torch": torch.get_rng_state(),
+                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                         "replay": self.buffer.rng.bit_generator.state, "env": self.env.get_rng_state()},
+                 "rows": {"metrics": self.metrics_log.rows, "eval": self.eval_log.rows}}
+        data = io.BytesIO()
+        torch.save(state, data)  # in memory first: torch.save reports a full disk as a RuntimeError
         temporary = self.logdir / "checkpoint.pt.tmp"
-        torch.save(state, temporary)
-        os.replace(temporary, self.logdir / "checkpoint.pt")
+        try:
+            with temporary.open("wb") as f:
+                f.write(data.getbuffer())
+            os.replace(temporary, self.logdir / "checkpoint.pt")
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def _advice(self) -> str:
+        path = self.logdir / "checkpoint.pt"
+        if path.exists():
+            frames = load_checkpoint(path)["env_frames"]
+            kept = f"{path} keeps the last state with finite parameters ({frames} env frames)."
+        else:
+            kept = "No checkpoint was written before this happened, so there is nothing to resume."
+        return (f"Training stopped; {kept} Usual causes: a learning rate too high for this reward scale (lower "
+                "--model-lr, or try --reward-scale 0.1), exploding gradients (lower --grad-clip), or broken "
+                "observations. Lesson 7 shows how to diagnose it.")
 
     # ----------------------------------------------------------------- phases
-    def collect(self) -> None:
+    def collect(self) -> bool:
+        """One training episode; False if a stop was requested before it ended (it is dropped)."""
+        start, frames = time.time(), self.env_frames
+        stop = lambda: self.stop_requested  # noqa: E731
         if self.env_frames < self.config.prefill_frames:
-            episode = run_episode(self.env)  # random actions
+            episode = run_episode(self.env, should_stop=stop)  # random actions
         else:
             policy = lambda image, state: self.agent.policy(image, state, explore=True)  # noqa: E731
-            episode = run_episode(self.env, policy, self.agent.initial_policy_state())
+            episode = run_episode(self.env, policy, self.agent.initial_policy_state(), should_stop=stop)
+        if episode is None:
+            return False
         self.buffer.add_episode(episode)
         self.last_return = float(episode["reward"].sum())
+        self.last_fps = (self.env_frames - frames) / max(time.time() - start, 1e-9)
+        return True
 
     def train_phase(self) -> dict | None:
-        """Do the updates the schedule owes; one host sync at the end to log and check them."""
+        """Do the updates the schedule owes; one host sync at the end to log and check them.
+        A stop mid-phase keeps the updates done so far in self.phase (the checkpoint holds them)."""
         owed = updates_due(self.env_frames, self.config) - self.updates
-        if owed <= 0:
+        if owed <= 0 and not self.phase:
             return None
-        history = []
         for _ in range(owed):
             if self.stop_requested:
-                break
+                return None
             batch = self.buffer.sample(self.config.batch_size, self.config.seq_len)
-            history.append(self.agent.update(batch))
+            try:
+                self.phase.append(self.agent.update(batch))
+            except ValueError as error:  # torch.distributions refuses NaN arguments
+                raise TrainingStopped(f"A distribution's arguments became NaN or inf in update {self.updates + 1} "
+                                      f"({str(error).splitlines()[0][:200]}). " + self._advice()) from None
             self.updates += 1
-        if not history:  # stopped (Ctrl-C / SIGTERM) before the first update
-            return None
-        means = {k: torch.stack([h[k] for h in history]).float().mean().item() for k in history[0]}
+        values = {k: np.array([float(m[k]) for m in self.phase]) for k in self.phase[0]}
+        means = {k: float(v.mean(dtype=np.float64)) for k, v in values.items()}
+        first, self.phase = self.updates - len(values["model_loss"]), []
         bad = [k for k, v in means.items() if not math.isfinite(v)]
         if bad:
-            raise TrainingStopped(
-                f"{', '.join(bad)} became NaN or inf between updates {self.updates - len(history)} and "
-                f"{self.updates}. Training stopped; {self.logdir / 'checkpoint.pt'} keeps the last good state. "
-                "Usual causes: a learning rate too high for this reward scale (try --reward-scale 0.1), "
-                "exploding gradients (lower grad_clip), or broken observations. See lesson 7.")
+            raise TrainingStopped(f"{', '.join(bad)} became NaN or inf between updates {first} and {self.updates} "
+                                  f"({self.env_frames} env frames). " + self._advice())
         return means
 
-    def evaluate_and_draw(self) -> dict:
-        returns, frames = evaluate(self.agent, self.eval_env, self.config.eval_episodes)
-        row = {"env_frames": self.env_frames, "agent_steps": self.agent_steps, "updates": self.updates,
-               "wall_s": round(self.wall_s, 1), "return_mean": round(float(returns.mean()), 2),
-               "return_std": round(float(returns.std()), 2), "returns": " ".join(f"{r:.1f}" for r in returns)}
-        self.eval_log.write(row)
-        viz.save_gif(frames, self.logdir / "eval.gif", fps=20, scale=2)
-        self.draw_open_loop()
-        figure = viz.learning_curve(self.eval_log.read())
+    def evaluate_and_draw(self) -> dict | None:
+        """Evaluate and draw the run's pictures, with generators of their own (seeded by the env
+        frames), so evaluating more or less often never changes training. None if stopped."""
+        seed = self.config.seed + 10_000 + self.env_frames
+        with torch.random.fork_rng(devices=[self.agent.device] if self.agent.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            result = evaluate(self.agent, self.eval_env, self.config.eval_episodes, seed=seed,
+                              should_stop=lambda: self.stop_requested)
+            if result is None:
+                return None
+            returns, frames = result
+            row = {"env_frames": self.env_frames, "agent_steps": self.agent_steps, "updates": self.updates,
+                   "wall_s": round(self.wall_s, 1), "return_mean": round(float(returns.mean()), 2),
+                   "return_std": round(float(returns.std()), 2), "returns": " ".join(f"{r:.1f}" for r in returns)}
+            self.eval_log.write(row)
+            self.tensorboard.scalars("eval", row, self.env_frames)
+            self.tensorboard.image("eval/episode", viz.filmstrip(frames, every=max(1, len(frames) // 20), columns=20),
+                                   self.env_frames)
+            viz.save_gif(frames, self.logdir / "eval.gif", fps=20, scale=2)
+            self.draw_open_loop(np.random.default_rng(seed))
+        figure = viz.learning_curve(self.eval_log.rows)
         figure.savefig(self.logdir / "learning_curve.png", dpi=100)
         viz.plt.close(figure)
         return row
 
-    def draw_open_loop(self, sequences: int = 6, length: int = 50, context: int = 5) -> None:
-        longest = max(len(e["image"]) for e in self.buffer.episodes)
-        length = min(length, longest)
-        batch = self.buffer.sample(sequences, length)
+    def draw_open_loop(self, rng: np.random.Generator, sequences: int = 6, length: int = 50, context: int = 5) -> None:
+        length = min(length, max(len(e["image"]) for e in self.buffer.episodes))
+        batch = self.buffer.sample(sequences, length, rng=rng)
         images, actions = (torch.as_tensor(batch[k], device=self.agent.device) for k in ("image", "action"))
         model = self.agent.open_loop(images, actions, context)
         viz.save_gif(viz.openl_frames(batch["image"], model), self.logdir / "openl.gif", fps=20)
         figure = viz.openl_strip(batch["image"], model, context)
         figure.savefig(self.logdir / "openl.png", dpi=100)
+        self.tensorboard.figure("openl", figure, self.env_frames)
         viz.plt.close(figure)
 
     # ----------------------------------------------------------------- loop
     def run(self) -> list[dict]:
+        """Train until config.steps env frames. Each pass: the updates owed, an evaluation when
+        due, a checkpoint, then one episode. A stop request (signal) ends it within a step."""
         c = self.config
+        self._acquire()
         bar = tqdm(total=c.steps, initial=min(self.env_frames, c.steps), unit="frame", disable=not self.progress,
                    dynamic_ncols=True, desc=f"{c.env} [{c.preset}]")
         postfix: dict = {}
         start = time.time() - self.wall_s
+        consistent = True  # False while an episode is half collected: that state is not worth saving
         try:
-            while self.env_frames < c.steps and not self.stop_requested:
-                if self.env_frames >= max(self.next_eval, c.prefill_frames):
-                    row = self.evaluate_and_draw()
-                    self.next_eval = (self.env_frames // c.eval_every + 1) * c.eval_every
-                    postfix["eval"] = f"{row['return_mean']:.0f}±{row['return_std']:.0f}"
-                frames_before, collect_start = self.env_frames, time.time()
-                self.collect()
-                fps = (self.env_frames - frames_before) / max(time.time() - collect_start, 1e-9)
+            while True:
                 means = self.train_phase()
+                if self.stop_requested:
+                    break
                 self.wall_s = time.time() - start
                 if means is not None:
-                    self.metrics_log.write({"env_frames": self.env_frames, "agent_steps": self.agent_steps,
-                                            "updates": self.updates, "wall_s": round(self.wall_s, 1),
-                                            "train_return": round(self.last_return, 2),
-                                            "collect_fps": round(fps, 1), **{k: round(v, 4) for k, v in means.items()}})
-                    self.save_checkpoint()
+                    row = {"env_frames": self.env_frames, "agent_steps": self.agent_steps, "updates": self.updates,
+                           "wall_s": round(self.wall_s, 1), "train_return": round(self.last_return, 2),
+                           "collect_fps": round(self.last_fps, 1), **{k: round(v, 4) for k, v in means.items()}}
+                    self.metrics_log.write(row)
+                    self.tensorboard.scalars("train", row, self.env_frames)
                     postfix.update(model=f"{means['model_loss']:.0f}", actor=f"{means['actor_loss']:.2f}")
-                postfix.update(ret=f"{self.last_return:.0f}", upd=self.updates, env_fps=f"{fps:.0f}")
+                finished = self.env_frames >= c.steps
+                last_eval = int(self.eval_log.rows[-1]["env_frames"]) if self.eval_log.rows else -1
+                if (self.env_frames >= max(self.next_eval, c.prefill_frames) or finished) and last_eval != self.env_frames:
+                    row = self.evaluate_and_draw()
+                    if row is None:
+                        break
+                    self.next_eval = (self.env_frames // c.eval_every + 1) * c.eval_every
+                    postfix["eval"] = f"{row['return_mean']:.0f}±{row['return_std']:.0f}"
+                self.save_checkpoint()
+                if finished or self.stop_requested:
+                    break
+                consistent = False
+                if not self.collect():
+                    break
+                consistent = True
+                postfix.update(ret=f"{self.last_return:.0f}", upd=self.updates, env_fps=f"{self.last_fps:.0f}")
                 bar.set_postfix(postfix, refresh=False)
                 bar.update(min(self.env_frames, c.steps) - bar.n)
-            evaluated = self.eval_log.read()
-            if not self.stop_requested and (not evaluated or int(evaluated[-1]["env_frames"]) != self.env_frames):
-                self.evaluate_and_draw()  # the final state, unless it was just evaluated
-        finally:
-            self.wall_s = time.time() - start
-            if self.buffer.episodes and not isinstance(sys.exc_info()[1], TrainingStopped):
+            if self.stop_requested and consistent:
+                self.wall_s = time.time() - start
                 self.save_checkpoint()
+        except OSError as error:
+            raise TrainingStopped(
+                f"Could not write to {self.logdir} ({error.strerror or error}{': ' + error.filename if error.filename else ''}). "
+                + ("The disk is full: free some space, then resume with dreamer-train --resume "
+                   f"{self.logdir}; the checkpoint and episodes written before are intact."
+                   if error.errno == errno.ENOSPC else
+                   f"Make the folder writable, then resume with dreamer-train --resume {self.logdir}.")) from None
+        finally:
             bar.close()
-        return self.eval_log.read()
+            self.close()
+        return self.eval_log.rows
+
+    def close(self) -> None:
+        """Release the run folder, so another trainer (a resume) may use it."""
+        self.tensorboard.close()
+        self.lock.release(force=True)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="dreamer-train", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--env", default=None, help="pendulum, dmc_<domain>_<task>, or a gymnasium id (default: pendulum)")
-    parser.add_argument("--preset", default=None, help="paper, cpu or ci (default: paper on a GPU, cpu otherwise)")
-    parser.add_argument("--steps", type=int, default=None, help="env frames to train for")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--seq-len", type=int, default=None)
-    parser.add_argument("--reward-scale", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--device", default=None, help="auto, cpu, cuda")
-    parser.add_argument("--precision", default=None, help="auto, fp32, bf16")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="change any Config setting, e.g. --set free_nats=0 (repeatable)")
-    parser.add_argument("--plain", action="store_true", help="use the plain eager fp32 update instead of the fast path")
-    parser.add_argument("--logdir", default=None, help="run folder (default: runs/<env>-<preset>-seed<seed>)")
-    parser.add_argument("--resume", default=None, metavar="RUN", help="continue the run in this folder")
-    parser.add_argument("--test", action="store_true", help="one-minute end-to-end check with the ci preset")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser.parse_args(argv)
+# --------------------------------------------------------------------- the command line
+@dataclass
+class Args:
+    """Train DreamerV1 from pixels. Every setting of config.Config is a flag; --preset picks the defaults."""
+
+    config: Config
+    resume: pathlib.Path | None = None  # continue the run in this folder; flags given change its settings (logged)
+    test: bool = False  # a one-minute end-to-end check with the ci preset, in a temporary folder
+    logdir: pathlib.Path | None = None  # run folder (default: runs/<env>-<preset>-seed<seed>)
+    progress: bool = True  # show the progress bar
 
 
-def parse_settings(settings: list[str]) -> dict:
-    """["free_nats=0", "env=dmc_walker_walk"] -> {"free_nats": 0.0, ...}, typed like Config's fields."""
-    fields = {f.name: f for f in dataclasses.fields(Config)}
-    values = {}
-    for setting in settings:
-        key, sep, text = setting.partition("=")
-        if not sep or key not in fields:
-            raise ValueError(f"--set {setting!r}: expected KEY=VALUE with KEY one of: {', '.join(fields)}.")
-        default = fields[key].default
-        try:
-            values[key] = _parse_like(text, default)
-        except (ValueError, KeyError):
-            raise ValueError(f"--set {setting!r}: {key} takes a value of type {type(default).__name__}, got {text!r}.") from None
-    return values
+def parse_args(argv: list[str] | None = None) -> Args:
+    """Flags from the Config dataclass (tyro: field comments become the help). The defaults come
+    from --preset (paper on a GPU, cpu otherwise), from the ci preset with --test, or from the
+    run's own config.json with --resume."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--preset")
+    first.add_argument("--resume")
+    first.add_argument("--test", action="store_true")
+    known, _ = first.parse_known_args(argv)
+    if known.resume:
+        base = load_run_config(known.resume)
+    else:
+        base = make_config("ci" if known.test else known.preset or default_preset())
+    return tyro.cli(Args, default=Args(config=base), args=argv, prog="dreamer-train",
+                    config=(tyro.conf.OmitArgPrefixes,))
 
 
-def _parse_like(text: str, default):
-    """`text` as a value of the type of `default` (bool before int: a bool is an int in Python)."""
-    if isinstance(default, bool):
-        return {"true": True, "1": True, "false": False, "0": False}[text.lower()]
-    if isinstance(default, int):
-        return int(float(text))  # also accepts 1e5
-    if isinstance(default, float):
-        return float(text)
-    if default is None:  # optional ints, e.g. time_limit
-        return None if text.lower() == "none" else int(text)
-    return text
-
-
-def config_from_args(args: argparse.Namespace) -> tuple[Config, pathlib.Path]:
-    overrides = dict(env=args.env, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
-                     reward_scale=args.reward_scale, seed=args.seed, device=args.device, precision=args.precision)
-    if args.plain:
-        overrides["fast"] = False
-    overrides.update(parse_settings(args.set))
+def run_folder(args: Args) -> pathlib.Path:
     if args.resume:
-        run = pathlib.Path(args.resume)
-        config = load_run_config(run)
-        return config.replace(**{k: v for k, v in overrides.items() if v is not None}), run
+        if args.logdir and args.logdir != args.resume:
+            raise ValueError("--resume RUN continues the run in RUN; leave out --logdir (or give the same folder).")
+        if not (args.resume / "checkpoint.pt").exists():
+            raise ValueError(f"{args.resume} has no checkpoint.pt: there is nothing to resume. Start it anew with "
+                             f"--logdir {args.resume} after removing the folder.")
+        return args.resume
     if args.test:
-        config = make_config("ci", **overrides)
-        return config, pathlib.Path(args.logdir or tempfile.mkdtemp(prefix="dreamer-test-"))
-    config = make_config(args.preset or default_preset(), **{"env": "pendulum", **{k: v for k, v in overrides.items() if v is not None}})
-    logdir = pathlib.Path(args.logdir or f"runs/{config.env}-{config.preset}-seed{config.seed}")
+        return args.logdir or pathlib.Path(tempfile.mkdtemp(prefix="dreamer-test-"))
+    c = args.config
+    logdir = args.logdir or pathlib.Path(f"runs/{c.env}-{c.preset}-seed{c.seed}")
     if (logdir / "checkpoint.pt").exists():
-        raise SystemExit(f"error: {logdir} already holds a run. Continue it with --resume {logdir}, "
-                         "or choose another --logdir.")
-    return config, logdir
+        raise ValueError(f"{logdir} already holds a run. Continue it with --resume {logdir}, or choose another --logdir.")
+    return logdir
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 when the run finished, 1 on a fault, 2 on bad input, 130 after Ctrl-C and
+    143 after SIGTERM (a checkpoint is saved first; a second signal stops at once)."""
     try:
-        config, logdir = config_from_args(args)
-        trainer = Trainer(config, logdir, progress=not args.no_progress)
+        args = parse_args(argv)
+        logdir = run_folder(args)
+        trainer = Trainer(args.config, logdir, progress=args.progress)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nStopped during start-up; nothing was trained.", file=sys.stderr)
+        return 130
+    received = []
 
     def request_stop(signum, frame):
+        if received:  # a second signal: stop now (the checkpoint on disk is the one before)
+            os._exit(128 + signum)
+        received.append(signum)
         print(f"\nSignal {signal.Signals(signum).name}: saving a checkpoint, then stopping "
               f"(resume with: dreamer-train --resume {logdir}).", file=sys.stderr)
         trainer.stop_requested = True
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    c = args.config
     print(f"Run folder: {logdir}  (device {trainer.agent.device}, precision {trainer.agent.precision}, "
-          f"{'fast' if config.fast else 'plain'} update, preset {config.preset})")
+          f"{'fast' if c.fast else 'plain'} update, preset {c.preset})")
     try:
         rows = trainer.run()
     except TrainingStopped as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if trainer.stop_requested:
-        return 0
-    last = rows[-1] if rows else None
-    if last:
-        print(f"Done: {last['env_frames']} env frames, {last['updates']} updates, {float(last['wall_s']) / 60:.1f} min; "
-              f"eval return {last['return_mean']} ± {last['return_std']} over {config.eval_episodes} episodes.")
+    if received:
+        return 128 + received[0]
+    last = rows[-1]
+    print(f"Done: {last['env_frames']} env frames, {last['updates']} updates, {float(last['wall_s']) / 60:.1f} min; "
+          f"eval return {last['return_mean']} ± {last['return_std']} over {c.eval_episodes} episodes.")
     if args.test:
         print(f"OK: end-to-end check passed; run folder {logdir}")
     return 0

@@ -53,9 +53,9 @@ if "google.colab" in sys.modules:
 # replay buffer (lesson 2) stores. In exercise 0.1 you write action repeat yourself.
 
 # %%
-from dreamer_lib import course
+from dreamer_lib.course.scale import setup
 
-scale = course.setup("Lesson 0: task and pixels")
+scale = setup("Lesson 0: task and pixels")
 
 # %%
 import inspect
@@ -66,6 +66,7 @@ import numpy as np
 from IPython.display import HTML
 
 from dreamer_lib import envs, viz
+from dreamer_lib.course import pictures
 
 # %% [markdown]
 # ## The environment as Dreamer sees it
@@ -184,7 +185,7 @@ plt.show()
 # And as a clip at real time (one agent step = 2 env frames = 0.1 s of simulated time):
 
 # %%
-HTML(viz.animation_html(episode["image"], fps=10, scale=2))
+HTML(pictures.animation_html(episode["image"], fps=10, scale=2))
 
 # %% [markdown]
 # ### Rewards
@@ -238,7 +239,7 @@ def repeat_action(env, action, repeat):
 
 
 # %%
-from dreamer_lib.checks.envs import check_repeat_action
+from dreamer_lib.course.checks.envs import check_repeat_action
 
 check_repeat_action(repeat_action)
 

@@ -31,9 +31,9 @@ if "google.colab" in sys.modules:
 # squeeze through a vector the size of the RSSM's state.
 
 # %%
-from dreamer_lib import course
+from dreamer_lib.course.scale import setup
 
-scale = course.setup("Lesson 1: encoder and decoder")
+scale = setup("Lesson 1: encoder and decoder")
 
 # %%
 import inspect
@@ -123,7 +123,7 @@ class ConvEncoder(nn.Module):
 
 
 # %%
-from dreamer_lib.checks.networks import check_conv_encoder
+from dreamer_lib.course.checks.networks import check_conv_encoder
 
 check_conv_encoder(ConvEncoder)
 
@@ -214,7 +214,7 @@ class ConvDecoder(nn.Module):
 
 
 # %%
-from dreamer_lib.checks.networks import check_conv_decoder
+from dreamer_lib.course.checks.networks import check_conv_decoder
 
 check_conv_decoder(ConvDecoder)
 

@@ -29,9 +29,9 @@ if "google.colab" in sys.modules:
 # official code does, so T must be long enough for that state to fill with information.
 
 # %%
-from dreamer_lib import course
+from dreamer_lib.course.scale import setup
 
-scale = course.setup("Lesson 2: replay buffer")
+scale = setup("Lesson 2: replay buffer")
 
 # %%
 import inspect
@@ -132,7 +132,7 @@ def sample_windows(episodes, batch_size, seq_len, rng):
 
 
 # %%
-from dreamer_lib.checks.buffer import check_sample_windows
+from dreamer_lib.course.checks.buffer import check_sample_windows
 
 check_sample_windows(sample_windows)
 
@@ -175,7 +175,7 @@ plt.show()
 # appears in windows of T = 32 (the cpu preset's length) drawn by your sampler:
 
 # %%
-from dreamer_lib.checks.buffer import make_episode
+from dreamer_lib.course.checks.buffer import make_episode
 
 rows, T = 101, 32
 draws = scale.pick(gpu=20000, cpu=20000, ci=2000)

@@ -35,9 +35,9 @@ if "google.colab" in sys.modules:
 # with the RSSM's prior to train the actor and critic, and lesson 6 puts it all together.
 
 # %%
-from dreamer_lib import course
+from dreamer_lib.course.scale import setup
 
-scale = course.setup("Lesson 3: the RSSM")
+scale = setup("Lesson 3: the RSSM")
 
 # %% [markdown]
 # ## 1. The state: deterministic $h$ and stochastic $z$
@@ -192,7 +192,7 @@ def kl_divergence(q: RSSMState, p: RSSMState) -> torch.Tensor:
 
 
 # %%
-from dreamer_lib.checks.rssm import check_kl_divergence, check_kl_loss, check_rssm_step
+from dreamer_lib.course.checks.rssm import check_kl_divergence, check_kl_loss, check_rssm_step
 
 check_kl_divergence(kl_divergence)
 
@@ -347,18 +347,21 @@ class RSSM(nn.Module):
             priors.append(prior)
         return stack_states(posteriors), stack_states(priors)
 
-    def rollout_imagination(self, start: RSSMState, actor: nn.Module, horizon: int) -> RSSMState:
+    def rollout_imagination(self, start: RSSMState, actor: nn.Module, horizon: int):
         """Imagine `horizon` steps ahead of each start state with actions from the policy.
 
-        start: (N, ...) states; returns (horizon, N, ...) prior states, not including the start
-        (as the official code). The actor's input is detached, so the actor is trained only
-        through the dynamics' gradient of the return (section 3), not by moving its own input."""
-        state, states = start, []
+        start: (N, ...) states -> (states, actions): the imagined prior states (horizon, N, ...),
+        not including the start (as the official code), and the actions (horizon, N, A), where
+        actions[t] is the one taken in the state before states[t]. The actor's input is detached,
+        so the actor is trained only through the dynamics' gradient of the return (section 3),
+        not by moving its own input."""
+        state, states, actions = start, [], []
         for _ in range(horizon):
-            action = actor(state.features.detach()).rsample()
+            action = actor(state.features.detach()).rsample()  # (N, A)
             state = self.prior(state, action)
             states.append(state)
-        return stack_states(states)
+            actions.append(action)
+        return stack_states(states), torch.stack(actions)
 
     def rollout_prior(self, actions: torch.Tensor, state: RSSMState) -> RSSMState:
         """Open-loop prediction with given actions (T, B, action): the prior alone, no observations."""
@@ -401,13 +404,14 @@ with torch.no_grad():
     print("observe: posteriors", {k: tuple(v.shape) for k, v in posteriors._asdict().items()})
     print("         priors    ", {k: tuple(v.shape) for k, v in priors._asdict().items()})
     print("         features  ", tuple(posteriors.features.shape), "= [z, h]")
-    last = RSSMState(*(x[-1] for x in posteriors))  # the state after the last observation
+    last = posteriors.at(-1)  # the state after the last observation
     future = cell.rollout_prior(torch.rand(H, B, 1) * 2 - 1, last)
     print("imagine with given actions (rollout_prior):      ", tuple(future.stoch.shape))
     actor = Actor(cell.feature_size, action_size=1)
     start = posteriors.reshape(-1)  # every posterior state starts an imagination: T * B of them
-    dreams = cell.rollout_imagination(start, actor, H)
-    print("imagine with an actor (rollout_imagination):     ", tuple(dreams.stoch.shape), f"from {T}*{B} starts")
+    dreams, dream_actions = cell.rollout_imagination(start, actor, H)
+    print("imagine with an actor (rollout_imagination):     ", tuple(dreams.stoch.shape), f"from {T}*{B} starts,",
+          "actions", tuple(dream_actions.shape))
     print("parameters of the RSSM:", sum(p.numel() for p in cell.parameters()))
 
 # %% [markdown]

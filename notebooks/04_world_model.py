@@ -29,9 +29,9 @@ if "google.colab" in sys.modules:
 # Where this sits: env → replay buffer → **world model** → imagination → actor-critic → env.
 
 # %%
-from dreamer_lib import course
+from dreamer_lib.course.scale import setup
 
-scale = course.setup("Lesson 4: training the world model")
+scale = setup("Lesson 4: training the world model")
 
 # %% [markdown]
 # ## 1. Experience: random episodes
@@ -53,9 +53,9 @@ from torch import nn
 from dreamer_lib import viz
 from dreamer_lib.agent import DreamerV1
 from dreamer_lib.buffer import ReplayBuffer
+from dreamer_lib.course import pictures
 from dreamer_lib.envs import make_env, run_episode
 from dreamer_lib.networks import preprocess, to_uint8
-from dreamer_lib.rssm import RSSMState
 
 config = scale.config
 env = make_env(config.env, config.action_repeat, config.time_limit, seed=config.seed)
@@ -134,7 +134,8 @@ print("posterior states:", tuple(posterior.stoch.shape), "(T, B, stoch)")
 #    with different learning rates (model 6e-4, actor and critic 8e-5); the world model uses its own.
 #
 # (`agent.update` does all three models at once, with `torch.autograd.grad` instead of `backward`;
-# in this lesson only the world model learns.)
+# in this lesson only the world model learns. The library has this step too,
+# `agent.update_world_model(batch)`, which lessons 5 and 7 use; the check compares yours with it.)
 #
 # **Exercise 4.1.** Write `world_model_step(agent, batch)`; it returns the loss metrics, detached.
 
@@ -155,9 +156,18 @@ def world_model_step(agent, batch):
 
 
 # %%
-from dreamer_lib.checks.world_model import check_open_loop, check_world_model_step
+from dreamer_lib.course.checks.world_model import check_open_loop, check_world_model_step
 
 check_world_model_step(world_model_step)
+
+# %% [markdown]
+# The library's version, which the check compared yours with. Its gradient helper (shared with
+# `agent.update`, which does the same for all three groups) asks `torch.autograd.grad` for the
+# world model's gradient and *assigns* it to `.grad`, so there is nothing left over to zero; then
+# it clips to `config.grad_clip` and the model optimiser steps, as in your version:
+
+# %%
+print(inspect.getsource(DreamerV1.update_world_model))
 
 # %% [markdown]
 # ## 4. Training
@@ -260,8 +270,7 @@ def open_loop(agent, images, actions, context=5):
     start = rssm.get_initial_state(images.shape[1], agent.device)
     embed = agent.encoder(preprocess(images[:context]))
     posterior, _ = rssm.rollout_observation(embed, actions[:context], start)
-    last = RSSMState(*(x[-1] for x in posterior))
-    prior = rssm.rollout_prior(actions[context:], last)
+    prior = rssm.rollout_prior(actions[context:], posterior.at(-1))  # from the last posterior state
     frames = torch.cat([agent.decoder(posterior.features), agent.decoder(prior.features)])
     return to_uint8(frames)
     # END SOLUTION
@@ -297,7 +306,7 @@ plt.show()
 # sequences side by side; press play):
 
 # %%
-HTML(viz.animation_html(viz.openl_frames(truth.cpu(), model.cpu()), fps=10, scale=2))
+HTML(pictures.animation_html(viz.openl_frames(truth.cpu(), model.cpu()), fps=10, scale=2))
 
 # %% [markdown]
 # Reading the picture (check the scale in the first output):

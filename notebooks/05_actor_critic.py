@@ -34,9 +34,9 @@ if "google.colab" in sys.modules:
 # Where this sits: env → replay buffer → world model → **imagination → actor-critic** → env.
 
 # %%
-from dreamer_lib import course
+from dreamer_lib.course.scale import setup
 
-scale = course.setup("Lesson 5: actor-critic in imagination")
+scale = setup("Lesson 5: actor-critic in imagination")
 
 # %% [markdown]
 # ## 1. The actor: a tanh-transformed Gaussian
@@ -179,7 +179,7 @@ def compute_lambda_returns(rewards, values, discounts, bootstrap, lambda_: float
 
 
 # %%
-from dreamer_lib.checks.actor_critic import check_lambda_returns
+from dreamer_lib.course.checks.actor_critic import check_lambda_returns
 
 check_lambda_returns(compute_lambda_returns)
 
@@ -243,7 +243,7 @@ def compute_actor_loss(lambda_returns: torch.Tensor, discounts: torch.Tensor) ->
 
 
 # %%
-from dreamer_lib.checks.actor_critic import check_actor_loss, check_discount_weights
+from dreamer_lib.course.checks.actor_critic import check_actor_loss, check_discount_weights
 
 check_discount_weights(discount_weights)
 check_actor_loss(compute_actor_loss)
@@ -276,7 +276,7 @@ def compute_critic_loss(values: torch.Tensor, lambda_returns: torch.Tensor, disc
 
 
 # %%
-from dreamer_lib.checks.actor_critic import check_critic_loss
+from dreamer_lib.course.checks.actor_critic import check_critic_loss
 
 check_critic_loss(compute_critic_loss)
 
@@ -311,7 +311,7 @@ def imagine_step(rssm, actor, state):
 
 
 # %%
-from dreamer_lib.checks.actor_critic import check_imagine_step
+from dreamer_lib.course.checks.actor_critic import check_imagine_step
 
 check_imagine_step(imagine_step)
 
@@ -328,27 +328,30 @@ torch.manual_seed(1)
 rssm = RSSM(action_size=1, embed_size=1024)  # paper sizes: stoch 30, deter 200
 start = rssm.get_initial_state(4)
 torch.manual_seed(2)
-library = rssm.rollout_imagination(start, actor, horizon=15)
+library_states, library_actions = rssm.rollout_imagination(start, actor, horizon=15)
 torch.manual_seed(2)
-state, states = start, []
+state, states, actions = start, [], []
 for _ in range(15):
-    _, state = imagine_step(rssm, actor, state)
+    action, state = imagine_step(rssm, actor, state)
     states.append(state)
+    actions.append(action)
 mine = stack_states(states)
 print("imagined features (H, N, stoch + deter):", tuple(mine.features.shape),
-      "| same as rollout_imagination:", all(torch.equal(a, b) for a, b in zip(mine, library)))
+      "| same as rollout_imagination:", all(torch.equal(a, b) for a, b in zip(mine, library_states)))
+print("actions (H, N, A):", tuple(library_actions.shape),
+      "| same as rollout_imagination:", torch.equal(torch.stack(actions), library_actions))
 
 # %% [markdown]
 # ## 6. Which parameters does each loss train?
 #
-# Put the pieces together on a small agent, as `DreamerV1.behavior_losses` does: start states
+# Put the pieces together on a small agent, as steps 2-4 of `DreamerV1.update` do: start states
 # (detached posteriors; here random states), imagine, predict rewards and values, returns for
 # steps $0..H-2$ bootstrapped with the last value (as the official code), then both losses.
 # The actor loss's gradient reaches the actor *and* every world-model part on its path (GRU,
 # prior, reward head, critic). If an optimiser followed all of it, the world model would learn
 # to *predict* high rewards instead of the actor learning to *earn* them. So Dreamer asks
-# autograd only for the actor's parameters (`DreamerV1._set_gradients` calls
-# `torch.autograd.grad(loss, params)` per group) and keeps one optimiser per group: the world
+# autograd only for the actor's parameters (step 5 of `DreamerV1.update` calls
+# `torch.autograd.grad(loss, params)` once per group) and keeps one optimiser per group: the world
 # model learns only from its own loss, the critic only from equation 8.
 
 # %%
@@ -392,10 +395,10 @@ for name, loss in (("actor loss", actor_loss), ("critic loss", critic_loss)):
 # Time to see imagination. We collect a few episodes of random Pendulum play and train a
 # `DreamerV1` on windows sampled from them, in two parts:
 #
-# - first the **world model alone** (its loss from lesson 4, one optimiser step per batch):
-#   imagination is only as good as the model, and a world-model step costs a third of a full
-#   update. Pendulum's rod is thin: the model draws the white background and the pivot within a
-#   few hundred updates, the rod only after a thousand or so;
+# - first the **world model alone**, `agent.update_world_model(batch)` (the library's version of
+#   your step from exercise 4.1): imagination is only as good as the model, and a world-model
+#   step costs a third of a full update. Pendulum's rod is thin: the model draws the white
+#   background and the pivot within a few hundred updates, the rod only after a thousand or so;
 # - then **full updates**, `agent.update(batch)`, exactly as in training: world model, then actor
 #   and critic on imaginations from every posterior state of the batch.
 #
@@ -412,7 +415,7 @@ from dreamer_lib.buffer import ReplayBuffer
 from dreamer_lib.envs import make_env, run_episode
 
 config = scale.config.replace(batch_size=scale.pick(gpu=50, cpu=8, ci=3), seq_len=scale.pick(gpu=50, cpu=16, ci=8))
-env = make_env(config.env, config.action_repeat, config.time_limit, config.image_size, seed=config.seed)
+env = make_env(config.env, config.action_repeat, config.time_limit, seed=config.seed)
 buffer = ReplayBuffer(capacity=config.replay_capacity, seed=config.seed)
 for _ in range(scale.pick(gpu=10, cpu=5, ci=2)):
     buffer.add_episode(run_episode(env))  # uniformly random actions
@@ -430,14 +433,8 @@ def report(i, metrics, started):
 
 model_updates, full_updates = scale.pick(gpu=1000, cpu=1500, ci=2), scale.pick(gpu=2000, cpu=300, ci=2)
 started = time.time()
-for i in range(1, model_updates + 1):  # the world model alone
-    images, actions, rewards, discounts = agent.to_batch(buffer.sample(config.batch_size, config.seq_len))
-    with agent.autocast():
-        loss, _, metrics = agent.world_model_loss(images, actions, rewards, discounts)
-    agent.optimizers["model"].zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(agent.params["model"], config.grad_clip)
-    agent.optimizers["model"].step()
+for i in range(1, model_updates + 1):  # the world model alone: lesson 4's step
+    metrics = agent.update_world_model(buffer.sample(config.batch_size, config.seq_len))
     if i % max(1, model_updates // 3) == 0:
         report(i, metrics, started)
 for i in range(model_updates + 1, model_updates + full_updates + 1):  # world model, actor and critic
@@ -446,9 +443,8 @@ for i in range(model_updates + 1, model_updates + full_updates + 1):  # world mo
         report(i, metrics, started)
 
 # %%
-from dreamer_lib import viz
+from dreamer_lib.course import pictures
 from dreamer_lib.networks import preprocess, to_uint8
-from dreamer_lib.rssm import RSSMState
 
 real = run_episode(env)  # a fresh random episode the model has not trained on
 images = torch.as_tensor(real["image"], device=agent.device)[:, None]  # (T, 1, 64, 64, 3)
@@ -458,7 +454,7 @@ torch.manual_seed(4)
 with torch.no_grad():
     posterior, _ = agent.rssm.rollout_observation(agent.encoder(preprocess(images)), actions,
                                                   agent.rssm.get_initial_state(1, agent.device))
-    state = RSSMState(*(x[starts, 0] for x in posterior))  # (3, ...): three real starting states
+    state = posterior.reshape(-1).at(starts)  # (T, 1, ...) -> (3, ...): three real starting states
     states = []
     for _ in range(config.horizon):
         _, state = imagine_step(agent.rssm, agent.actor, state)
@@ -468,9 +464,9 @@ with torch.no_grad():
     imagined_rewards = (agent.reward(imagined) / config.reward_scale).T.cpu()  # (3, H), env units
     imagined_values = (agent.critic(imagined) / config.reward_scale).T.cpu()
 print("imagined frames", tuple(frames.shape), "| rewards", tuple(imagined_rewards.shape))
-figure = viz.imagination_strip(frames, imagined_rewards, imagined_values, starts=real["image"][starts],
-                               every=max(1, config.horizon // 8),
-                               title="Imagined from three real states (r: predicted reward, v: value, env units)")
+figure = pictures.imagination_strip(frames, imagined_rewards, imagined_values, starts=real["image"][starts],
+                                    every=max(1, config.horizon // 8),
+                                    title="Imagined from three real states (r: predicted reward, v: value, env units)")
 plt.show()
 
 # %% [markdown]

@@ -29,10 +29,10 @@ if "google.colab" in sys.modules:
 # actor-critic → env**, in one loop.
 
 # %%
-from dreamer_lib import course
+from dreamer_lib.course.scale import setup
 
 # Seed 3: the README's benchmark trains seeds 0-2 of the same preset, so this run is a fourth.
-scale = course.setup("Lesson 6: Dreamer end to end", seed=3)
+scale = setup("Lesson 6: Dreamer end to end", seed=3)
 
 # %% [markdown]
 # ## 1. Algorithm 1, as the library runs it
@@ -184,6 +184,7 @@ for key in ("env_frames", "agent_steps", "updates", "wall_s", "train_return", "m
 
 # %%
 from dreamer_lib import viz
+from dreamer_lib.course import pictures
 
 random_returns, frames_so_far = [], 0
 for episode in trainer.buffer.episodes:  # the episodes collected before prefill_frames were random
@@ -203,8 +204,8 @@ plt.show()
 # finds better behaviour in the world model.
 
 # %%
-figure = viz.metrics_grid(metrics, keys=("image_loss", "reward_loss", "kl", "imagined_return", "actor_loss",
-                                         "critic_loss"))
+figure = pictures.metrics_grid(metrics, keys=("image_loss", "reward_loss", "kl", "imagined_return", "actor_loss",
+                                              "critic_loss"))
 plt.show()
 
 # %% [markdown]
@@ -219,7 +220,7 @@ from PIL import ImageSequence
 with PILImage.open(RUN / "eval.gif") as gif:
     frames = np.stack([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(gif)])
 print("eval episode:", frames.shape, "(frames upscaled x2 in the GIF)")
-HTML(viz.animation_html(frames[::2], fps=10, scale=1))
+HTML(pictures.animation_html(frames[::2], fps=10, scale=1))
 
 # %% [markdown]
 # And the world model's **open-loop prediction** (`openl.png`, the official code's "openl"

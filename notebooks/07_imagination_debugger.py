@@ -34,9 +34,9 @@ if "google.colab" in sys.modules:
 # model → imagination → actor-critic**.
 
 # %%
-from dreamer_lib import course
+from dreamer_lib.course.scale import setup
 
-scale = course.setup("Lesson 7: the imagination debugger")
+scale = setup("Lesson 7: the imagination debugger")
 
 # %% [markdown]
 # ## 1. Open a run
@@ -53,9 +53,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from dreamer_lib import viz
 from dreamer_lib.buffer import ReplayBuffer
 from dreamer_lib.config import make_config
+from dreamer_lib.course import pictures
 from dreamer_lib.evaluate import load_agent
 from dreamer_lib.train import CSVLog, Trainer
 
@@ -83,7 +83,7 @@ print(f"{len(episodes)} episodes of {len(episodes[0]['image']) - 1} steps; retur
 # %% [markdown]
 # ## 2. One episode, one starting step
 #
-# `viz.debug_episode(agent, episode, start, horizon)` does all the computation and returns numpy
+# `pictures.debug_episode(agent, episode, start, horizon)` does all the computation and returns numpy
 # arrays: it filters the whole episode with the posterior (reconstructions, predicted rewards,
 # values, KL), predicts open-loop with the prior from the posterior state at `start` using the
 # episode's real actions, and lets the actor imagine `horizon` steps from the same state. Rewards
@@ -91,12 +91,12 @@ print(f"{len(episodes)} episodes of {len(episodes[0]['image']) - 1} steps; retur
 
 # %%
 episode, start = episodes[-1], 20
-traces = viz.debug_episode(agent, episode, start=start)
+traces = pictures.debug_episode(agent, episode, start=start)
 for key, value in traces.items():
     print(f"{key:>17}: {value.shape} {value.dtype}" if isinstance(value, np.ndarray) else f"{key:>17}: {value}")
 
 # %% [markdown]
-# `viz.debugger_frame(traces, t)` draws one time step. How to read it, panel by panel:
+# `pictures.debugger_frame(traces, t)` draws one time step. How to read it, panel by panel:
 #
 # - **posterior** vs **real**: can the model *see*? A healthy model draws the pendulum at the
 #   right angle. If not, the encoder/decoder or the image loss is the problem (lessons 1, 4).
@@ -110,7 +110,7 @@ for key, value in traces.items():
 #   step (the free nats keep its mean near 3), with spikes where the frame surprised the prior.
 
 # %%
-figure = viz.debugger_frame(traces, t=start + 8)
+figure = pictures.debugger_frame(traces, t=start + 8)
 plt.show()
 
 # %% [markdown]
@@ -121,18 +121,18 @@ plt.show()
 # %%
 from IPython.display import HTML
 
-HTML(viz.animation_html(viz.debugger_video(traces, scale=2, every=2), fps=6, scale=1))
+HTML(pictures.animation_html(pictures.debugger_video(traces, scale=2, every=2), fps=6, scale=1))
 
 # %% [markdown]
 # ### The interactive debugger
 #
-# With a live kernel, `imagination_debugger` (in `dreamer_lib/debugger.py`, a thin ipywidgets
+# With a live kernel, `imagination_debugger` (in `dreamer_lib/course/widgets.py`, a thin ipywidgets
 # layer over the same two functions) lets you pick the episode, move the starting step and
 # scrub or play through time. Try: an early (random) episode against the last one; a start just
 # before the pendulum passes the top; the open loop 5, 15 and 30 steps after `start`.
 
 # %%
-from dreamer_lib.debugger import imagination_debugger
+from dreamer_lib.course.widgets import imagination_debugger
 
 imagination_debugger(agent, episodes[:3] + episodes[-3:], start=start)
 
@@ -141,9 +141,10 @@ imagination_debugger(agent, episodes[:3] + episodes[-3:], start=start)
 #
 # Each experiment below continues this run's world model from its checkpoint (weights and
 # optimiser state) for a few hundred updates on the run's own episodes, with **one** setting
-# changed, next to a control that continues unchanged. Only the world model trains (its loss
-# alone; the actor and critic are untouched), and every run samples the very same batches, so
-# any difference is the setting's doing. On the CPU we use batches of 8 x 16 to keep it quick.
+# changed, next to a control that continues unchanged. Only the world model trains
+# (`agent.update_world_model`; the actor and critic are untouched), and every run samples the
+# very same batches, so any difference is the setting's doing. On the CPU we use batches of
+# 8 x 16 to keep it quick.
 #
 # The broken settings, from the seed notes' "Common issues":
 #
@@ -186,14 +187,8 @@ def continue_world_model(changes: dict, kl=None, updates: int = UPDATES):
     torch.manual_seed(0)
     with patch:
         for _ in range(updates):
-            images, actions, rewards, discounts = model.to_batch(replay.sample(config.batch_size, config.seq_len))
-            with model.autocast():
-                loss, _, metrics = model.world_model_loss(images, actions, rewards, discounts)
-            model.optimizers["model"].zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.params["model"], config.grad_clip)
-            model.optimizers["model"].step()
-            history.append({k: float(v.detach()) for k, v in metrics.items()})
+            metrics = model.update_world_model(replay.sample(config.batch_size, config.seq_len))
+            history.append({k: float(v) for k, v in metrics.items()})
     return model.eval(), history
 
 
@@ -207,7 +202,7 @@ experiments = {"control": ({}, None), "free_nats=0": ({"free_nats": 0.0}, None),
 results = {}
 for name, (changes, kl) in experiments.items():
     model, history = continue_world_model(changes, kl)
-    results[name] = (viz.debug_episode(model, episode, start=start), history)
+    results[name] = (pictures.debug_episode(model, episode, start=start), history)
     last = history[-1]
     print(f"{name:>14}: image loss {history[0]['image_loss']:9.1f} -> {last['image_loss']:9.1f} "
           f"(max {max(h['image_loss'] for h in history):9.1f}) | logged KL {history[0]['kl']:6.2f} -> {last['kl']:6.2f} | "
@@ -217,7 +212,7 @@ for name, (changes, kl) in experiments.items():
 # Symptom next to cause: one row per experiment, the control's curves in grey behind each.
 
 # %%
-figure = viz.diagnosis_figure(results, t=start + 8)
+figure = pictures.diagnosis_figure(results, t=start + 8)
 plt.show()
 
 # %% [markdown]
@@ -305,7 +300,8 @@ starts = posterior.reshape(-1)  # real starting states, as in training
 
 def actor_gradient_norm(horizon: int, path: str) -> float:
     torch.manual_seed(0)  # the same imagined actions for both paths
-    features = agent.rssm.rollout_imagination(starts, agent.actor, horizon).features
+    imagined, _ = agent.rssm.rollout_imagination(starts, agent.actor, horizon)
+    features = imagined.features
     reward, value = agent.reward(features), agent.critic(features)
     reward, value = (reward, value.detach()) if path == "rewards" else (reward.detach(), value)
     gammas = torch.full_like(reward, agent.config.gamma)
@@ -400,7 +396,7 @@ plt.show()
 # (`benchmarks/results/pendulum_cpu_3seeds_2026-11-24.txt`; the `actor_grad_norm` column of the
 # `pendulum_cpu_2026-11-24_seed*_metrics.csv` files beside it). Hence the `cpu` preset's
 # `actor_entropy=0.01`, a documented deviation (the paper preset keeps 0). To see it for
-# yourself (under an hour on a 2-core CPU): `dreamer-train --set actor_entropy=0 --seed 0`, then load
+# yourself (under an hour on a 2-core CPU): `dreamer-train --actor-entropy 0 --seed 0`, then load
 # that run here. On the run you loaded, where do the actor's pre-tanh means lie, and what did
 # training log?
 
@@ -437,8 +433,8 @@ plt.show()
 # - KL stuck far below the free nats: collapse; far above: the prior is not trained. A loss
 #   that spikes: the learning rate. A policy that does not improve while the model is good:
 #   the horizon, the reward head, exploration, or an actor saturated at one action.
-# - `viz.debug_episode`, `viz.debugger_frame` and `dreamer_lib.debugger.imagination_debugger`
-#   work on any run folder, including a DMC or CarRacing run trained on a GPU.
+# - `pictures.debug_episode`, `pictures.debugger_frame` and `widgets.imagination_debugger` (all in
+#   `dreamer_lib.course`) work on any run folder, including a DMC or CarRacing run trained on a GPU.
 
 # %%
 print(f"Lesson 7 ran in {scale.elapsed()} at scale {scale.name}")

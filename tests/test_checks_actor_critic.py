@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from dreamer_lib import actor_critic as ac
-from dreamer_lib.checks import CheckFailed
-from dreamer_lib.checks import actor_critic as checks
-from dreamer_lib.checks.actor_critic import backwards
+from dreamer_lib.course.checks import CheckFailed
+from dreamer_lib.course.checks import actor_critic as checks
+from dreamer_lib.course.checks.actor_critic import backwards
 
 
 # ---------------------------------------------------------------- 5.1
@@ -172,10 +172,12 @@ def test_imagine_step_matches_rollout_imagination():
     actor = ac.Actor(rssm.feature_size, 2, units=16)
     start = rssm.get_initial_state(3)
     torch.manual_seed(1)
-    expected = rssm.rollout_imagination(start, actor, 4)
+    expected_states, expected_actions = rssm.rollout_imagination(start, actor, 4)
     torch.manual_seed(1)
-    state, states = start, []
+    state, states, actions = start, [], []
     for _ in range(4):
-        _, state = imagine_step(rssm, actor, state)
+        action, state = imagine_step(rssm, actor, state)
         states.append(state)
-    assert all(torch.equal(a, b) for a, b in zip(stack_states(states), expected))
+        actions.append(action)
+    assert all(torch.equal(a, b) for a, b in zip(stack_states(states), expected_states))
+    assert torch.equal(torch.stack(actions), expected_actions)

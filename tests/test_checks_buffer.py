@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from dreamer_lib.buffer import KEYS, ReplayBuffer
-from dreamer_lib.checks import CheckFailed
-from dreamer_lib.checks.buffer import check_sample_windows, make_episode
+from dreamer_lib.course.checks import CheckFailed
+from dreamer_lib.course.checks.buffer import check_sample_windows, make_episode
 
 
 def reference(episodes, batch_size, seq_len, rng):

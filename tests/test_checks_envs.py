@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from dreamer_lib.checks import CheckFailed
-from dreamer_lib.checks.envs import check_repeat_action
+from dreamer_lib.course.checks import CheckFailed
+from dreamer_lib.course.checks.envs import check_repeat_action
 
 
 def reference(env, action, repeat):

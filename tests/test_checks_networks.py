@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from dreamer_lib import networks
-from dreamer_lib.checks import CheckFailed
-from dreamer_lib.checks.networks import check_conv_decoder, check_conv_encoder
+from dreamer_lib.course.checks import CheckFailed
+from dreamer_lib.course.checks.networks import check_conv_decoder, check_conv_encoder
 
 
 def test_reference_encoder_and_decoder_pass(capsys):

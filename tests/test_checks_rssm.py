@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from dreamer_lib import rssm
-from dreamer_lib.checks import CheckFailed
-from dreamer_lib.checks.rssm import check_kl_divergence, check_kl_loss, check_rssm_step
+from dreamer_lib.course.checks import CheckFailed
+from dreamer_lib.course.checks.rssm import check_kl_divergence, check_kl_loss, check_rssm_step
 from dreamer_lib.rssm import RSSM, RSSMState
 
 

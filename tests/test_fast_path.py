@@ -17,8 +17,11 @@ def batch(config, action_size=2, seed=0):
 
 
 def losses_and_grads(agent, data):
+    for optimizer in agent.optimizers.values():  # lr 0: update() leaves its gradients, moves nothing
+        for group in optimizer.param_groups:
+            group["lr"] = 0.0
     torch.manual_seed(123)  # same noise for the reparameterised samples on both paths
-    metrics = agent.compute_gradients(data)
+    metrics = agent.update(data)
     grads = {group: torch.cat([p.grad.flatten().float() for p in params]) for group, params in agent.params.items()}
     return {k: float(v.detach()) for k, v in metrics.items()}, grads
 

@@ -1,4 +1,5 @@
-"""viz and debugger functions return arrays and figures of the right shapes, without a screen."""
+"""viz (the run folder's pictures), course.pictures (the lessons') and the debugger widget return
+arrays and figures of the right shapes, without a screen."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -9,6 +10,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from dreamer_lib import viz  # noqa: E402
+from dreamer_lib.course import pictures  # noqa: E402
 from dreamer_lib.agent import DreamerV1  # noqa: E402
 from dreamer_lib.config import make_config  # noqa: E402
 
@@ -31,7 +33,7 @@ def synthetic_episode(length=T, seed=0):
 
 @pytest.fixture(scope="module")
 def traces(agent):
-    return viz.debug_episode(agent, synthetic_episode(), start=3)
+    return pictures.debug_episode(agent, synthetic_episode(), start=3)
 
 
 def test_debug_episode_shapes(agent, traces):
@@ -55,31 +57,31 @@ def test_debug_episode_open_loop_is_posterior_until_start(traces):
 
 def test_debug_episode_is_seeded_and_leaves_global_rng(agent):
     state = torch.get_rng_state()
-    a = viz.debug_episode(agent, synthetic_episode(), start=5, horizon=3, seed=1)
-    b = viz.debug_episode(agent, synthetic_episode(), start=5, horizon=3, seed=1)
+    a = pictures.debug_episode(agent, synthetic_episode(), start=5, horizon=3, seed=1)
+    b = pictures.debug_episode(agent, synthetic_episode(), start=5, horizon=3, seed=1)
     assert torch.equal(state, torch.get_rng_state())
     assert all(np.array_equal(a[k], b[k]) for k in a if isinstance(a[k], np.ndarray))
     assert a["imagined"].shape == (3, 64, 64, 3)
 
 
 def test_debug_episode_last_step_and_bad_start(agent):
-    traces = viz.debug_episode(agent, synthetic_episode(), start=T - 1)
+    traces = pictures.debug_episode(agent, synthetic_episode(), start=T - 1)
     assert np.array_equal(traces["open_loop"], traces["posterior"])
     with pytest.raises(ValueError, match="outside the episode"):
-        viz.debug_episode(agent, synthetic_episode(), start=T)
+        pictures.debug_episode(agent, synthetic_episode(), start=T)
 
 
 @pytest.mark.parametrize("t", [0, 3, 5, T - 1])
 def test_debugger_frame(traces, t):
-    figure = viz.debugger_frame(traces, t)
+    figure = pictures.debugger_frame(traces, t)
     assert isinstance(figure, plt.Figure) and len(figure.axes) == 7
     plt.close(figure)
 
 
 def test_debugger_video(traces):
-    video = viz.debugger_video(traces, scale=2)
+    video = pictures.debugger_video(traces, scale=2)
     assert video.dtype == np.uint8 and video.shape == (T, 14 + 128 + 14, 4 * 128 + 3 * 4, 3)
-    assert viz.debugger_video(traces, scale=1, every=3).shape[0] == len(range(0, T, 3))
+    assert pictures.debugger_video(traces, scale=1, every=3).shape[0] == len(range(0, T, 3))
     # the imagined panel is grey where nothing was imagined (t = 0) and filled inside the span
     x = 3 * (128 + 4)
     assert (video[0, 14:142, x:x + 128] == 200).all()
@@ -90,22 +92,22 @@ def test_imagination_strip():
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (3, 5, 64, 64, 3), dtype=np.uint8)
     rewards, values = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
-    figure = viz.imagination_strip(frames, rewards, values, starts=frames[:, 0])
+    figure = pictures.imagination_strip(frames, rewards, values, starts=frames[:, 0])
     assert len(figure.axes) == 3 * 6
     plt.close(figure)
-    figure = viz.imagination_strip(torch.as_tensor(frames[0]), rewards[0], values[0], every=2)
+    figure = pictures.imagination_strip(torch.as_tensor(frames[0]), rewards[0], values[0], every=2)
     assert len(figure.axes) == 3
     plt.close(figure)
     with pytest.raises(ValueError, match="one number per frame"):
-        viz.imagination_strip(frames, rewards[:, :4], values)
+        pictures.imagination_strip(frames, rewards[:, :4], values)
 
 
 def test_metrics_grid():
     rows = [{"updates": i, "image_loss": 10 - i, "kl": 3.0} for i in range(5)]
-    figure = viz.metrics_grid(rows, keys=("image_loss", "kl"), columns=2)
+    figure = pictures.metrics_grid(rows, keys=("image_loss", "kl"), columns=2)
     assert len(figure.axes) == 2
     plt.close(figure)
-    figure = viz.metrics_grid({"a": rows, "b": rows}, keys=("image_loss", "kl", "kl"), columns=2)
+    figure = pictures.metrics_grid({"a": rows, "b": rows}, keys=("image_loss", "kl", "kl"), columns=2)
     assert len(figure.axes) == 4  # one spare axis, switched off
     plt.close(figure)
 
@@ -114,12 +116,12 @@ def test_existing_helpers_shapes():
     frames = np.zeros((6, 64, 64, 3), np.uint8)
     assert viz.filmstrip(frames, columns=4).shape == (128, 256, 3)
     assert viz.openl_frames(frames[:, None], frames[:, None]).shape == (6, 192, 64, 3)
-    assert "<script" in viz.animation_html(frames, scale=1)
+    assert "<script" in pictures.animation_html(frames, scale=1)
 
 
 def test_imagination_debugger_widget(agent):
     widgets = pytest.importorskip("ipywidgets")
-    from dreamer_lib.debugger import imagination_debugger
+    from dreamer_lib.course.widgets import imagination_debugger
 
     episodes = [synthetic_episode(), synthetic_episode(length=8, seed=1)]
     box = imagination_debugger(agent, episodes, start=2)

@@ -1,12 +1,12 @@
-"""Checks for lesson 4 (training the world model): one world-model update, the open-loop rollout."""
+"""Checks for lesson 4 (training the world model): one world-model update, the open-loop rollout.
+The references are the library's: DreamerV1.update_world_model and DreamerV1.open_loop."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from dreamer_lib.checks import expect_shape, fail, passed
+from dreamer_lib.course.checks import expect_shape, fail, passed
 from dreamer_lib.config import make_config
-from dreamer_lib.rssm import RSSMState
 
 
 def _tiny_agent(seed: int = 0, **changes):
@@ -43,7 +43,8 @@ def _grads(agent, batch) -> torch.Tensor:
 
 
 def check_world_model_step(world_model_step) -> None:
-    """world_model_step(agent, batch) -> metrics: loss, zero_grad, backward, clip, step of the model optimiser."""
+    """world_model_step(agent, batch) -> metrics: loss, zero_grad, backward, clip, step of the model
+    optimiser; compared with the library's step, DreamerV1.update_world_model, on a twin agent."""
     with torch.random.fork_rng(devices=[]):  # leave the notebook's random numbers as they were
         _check_world_model_step(world_model_step)
 
@@ -51,18 +52,22 @@ def check_world_model_step(world_model_step) -> None:
 def _check_world_model_step(world_model_step) -> None:
     ex = "4.1"
     lr, clip = 0.1, 1.0
-    agent, twin = _tiny_agent(grad_clip=clip), _tiny_agent(grad_clip=clip)
+    agent, library, twin = (_tiny_agent(grad_clip=clip) for _ in range(3))
     _sgd(agent, lr)
+    _sgd(library, lr)
     batch, earlier = _fake_batch(0), _fake_batch(1)
     model = agent.params["model"]
     before = _flat(model)
     others = {group: _flat(agent.params[group]) for group in ("actor", "critic")}
 
-    # What the step should use: this batch's gradient, clipped to global norm `clip`.
+    # The reference: the library's world-model step on an identical agent, same batch, same samples.
+    torch.manual_seed(1)
+    library.update_world_model(batch)
+    expected = before - _flat(library.params["model"])
+    # For naming mistakes: this batch's gradient, unclipped, and left-over gradients from an
+    # earlier batch, as a previous update leaves them in .grad.
     torch.manual_seed(1)
     grad = _grads(twin, batch)
-    clipped = grad * min(1.0, clip / (float(grad.norm()) + 1e-6))
-    # Left-over gradients from an earlier batch, as a previous update leaves them in .grad.
     stale = _grads(twin, earlier)
     offset = 0
     for p in model:
@@ -91,14 +96,14 @@ def _check_world_model_step(world_model_step) -> None:
         "the step used the unclipped sum of this batch's gradient and an earlier one: zero_grad() is missing, "
         "and the clip comes too late (after step) or not at all": grad + stale,
     }
-    if not torch.allclose(step, lr * clipped, atol=1e-6, rtol=1e-3):
+    if not torch.allclose(step, expected, atol=1e-6, rtol=1e-3):
         for mistake, used in candidates.items():
             if torch.allclose(step, lr * used, atol=1e-6, rtol=1e-3):
                 fail(ex, mistake + ".")
-        error = (step - lr * clipped).abs().max()
-        fail(ex, f"the parameter update differs from one clipped step on this batch's world-model loss (max error "
-                 f"{error:.3g}). Use agent.world_model_loss(...), zero_grad, backward, clip_grad_norm_ with "
-                 "agent.config.grad_clip, then agent.optimizers['model'].step().")
+        error = (step - expected).abs().max()
+        fail(ex, f"the parameter update differs from the library's DreamerV1.update_world_model on the same batch "
+                 f"(max error {error:.3g}). Use agent.world_model_loss(...), zero_grad, backward, clip_grad_norm_ "
+                 "with agent.config.grad_clip, then agent.optimizers['model'].step().")
     if not isinstance(metrics, dict) or "image_loss" not in metrics:
         fail(ex, "return the metrics dict of world_model_loss (with image_loss, reward_loss, kl, ...).")
     if any(isinstance(v, torch.Tensor) and v.requires_grad for v in metrics.values()):
@@ -118,16 +123,13 @@ def _reference_variants(agent, images, actions, context):
     def decode(*states):
         return to_uint8(torch.cat([decoder(s.features) for s in states]))
 
-    def last(states):
-        return RSSMState(*(x[-1] for x in states))
-
     variants = {}
     with torch.no_grad():
         torch.manual_seed(0)
         post = observe(images[:context], actions[:context])
         variants["the prior is fed actions[context - 1:-1], one step late: the step into o_t takes actions[t] "
                  "(= a_(t-1)), so the prior's actions are actions[context:]"] = decode(
-            post, rssm.rollout_prior(actions[context - 1:-1], last(post)))
+            post, rssm.rollout_prior(actions[context - 1:-1], post.at(-1)))
         torch.manual_seed(0)
         post = observe(images[:context], actions[:context])
         variants["the prior starts from a fresh initial state: it must continue from the LAST posterior state "

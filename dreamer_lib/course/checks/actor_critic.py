@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from dreamer_lib import actor_critic as reference
-from dreamer_lib.checks import expect_close, expect_shape, fail, passed, seeded
+from dreamer_lib.course.checks import expect_close, expect_shape, fail, passed, seeded
 
 H, N = 6, 3  # imagined steps, start states
 
@@ -34,12 +34,11 @@ def _matches(actual: torch.Tensor, candidate: torch.Tensor) -> bool:
 
 # ------------------------------------------------------------------------------ 5.1 lambda-returns
 def backwards(inputs, last, decay):
-    """out_t = inputs_t + decay_t * out_{t+1}, out_H = last: the recursion the wrong variants share."""
-    out = []
-    for t in reversed(range(inputs.shape[0])):
-        last = inputs[t] + decay[t] * last
-        out.append(last)
-    return torch.stack(out[::-1])
+    """out_t = inputs_t + decay_t * out_{t+1}, out_H = last: the recursion the wrong variants share.
+
+    It is the library's lambda-return with lambda = 1 (then R_t = r_t + d_t R_{t+1}, R_H =
+    bootstrap, and the values drop out), so the recursion is written once, in actor_critic.py."""
+    return reference.compute_lambda_returns(inputs, torch.zeros_like(inputs), decay, last, lambda_=1.0)
 
 
 def _lambda_mistakes(rewards, values, discounts, bootstrap, lambda_):

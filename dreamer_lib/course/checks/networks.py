@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from dreamer_lib import networks
-from dreamer_lib.checks import expect_close, fail, passed, seeded
+from dreamer_lib.course.checks import expect_close, fail, passed, seeded
 
 
 def _randomise(module: torch.nn.Module, seed: int = 0) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dreamer_lib.checks import fail, passed
+from dreamer_lib.course.checks import fail, passed
 
 EXERCISE = "0.1"
 

@@ -1,8 +1,8 @@
-"""The imagination debugger as a widget: a thin ipywidgets layer over `viz.debug_episode` and
-`viz.debugger_frame` (which hold all the computation and drawing, and are tested without a
-screen). Core widgets only, so it runs in Jupyter, VS Code and Colab.
+"""The imagination debugger as a widget: a thin ipywidgets layer over `pictures.debug_episode`
+and `pictures.debugger_frame` (which hold all the computation and drawing, and are tested
+without a screen). Core widgets only, so it runs in Jupyter, VS Code and Colab.
 
-    from dreamer_lib.debugger import imagination_debugger
+    from dreamer_lib.course.widgets import imagination_debugger
     imagination_debugger(agent, episodes)      # last line of a notebook cell
 """
 from __future__ import annotations
@@ -11,12 +11,12 @@ from collections import OrderedDict
 
 import matplotlib.pyplot as plt
 
-from dreamer_lib import viz
+from dreamer_lib.course import pictures
 
 
 def imagination_debugger(agent, episodes, horizon: int | None = None, start: int = 10, cache_size: int = 8):
     """Pick an episode (Dropdown) and the step where observations stop (start slider), then scrub
-    or play through time (t slider + Play). Shows `viz.debugger_frame` for that choice.
+    or play through time (t slider + Play). Shows `pictures.debugger_frame` for that choice.
 
     episodes: a list of replay-buffer episodes (e.g. `ReplayBuffer(run / "episodes")` after
     `.load()`, then `list(buffer.episodes)`). Returns the widget box; the computed traces of the
@@ -41,7 +41,7 @@ def imagination_debugger(agent, episodes, horizon: int | None = None, start: int
     def traces_for(index: int, step: int) -> dict:
         key = (index, step)
         if key not in cache:
-            cache[key] = viz.debug_episode(agent, episodes[index], step, horizon)
+            cache[key] = pictures.debug_episode(agent, episodes[index], step, horizon)
             while len(cache) > cache_size:
                 cache.popitem(last=False)
         cache.move_to_end(key)
@@ -55,7 +55,7 @@ def imagination_debugger(agent, episodes, horizon: int | None = None, start: int
     episode.observe(on_episode, names="value")
 
     def show(index: int, step: int, t: int) -> None:
-        figure = viz.debugger_frame(traces_for(index, step), t)
+        figure = pictures.debugger_frame(traces_for(index, step), t)
         display(figure)
         plt.close(figure)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from dreamer_lib.buffer import KEYS, ReplayBuffer
-from dreamer_lib.checks import fail, passed
+from dreamer_lib.course.checks import fail, passed
 
 EXERCISE = "2.1"
 SEQ_LEN = 8

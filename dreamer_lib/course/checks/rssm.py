@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from dreamer_lib import rssm as reference
-from dreamer_lib.checks import expect_close, expect_shape, fail, passed, seeded
+from dreamer_lib.course.checks import expect_close, expect_shape, fail, passed, seeded
 from dreamer_lib.rssm import RSSMState
 
 

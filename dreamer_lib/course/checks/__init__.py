@@ -1,9 +1,12 @@
-"""Exercise checks: compare a learner's implementation with the reference on seeded inputs and
-say precisely what is wrong (shape, dtype, max error, a missing or unwanted gradient...).
+"""Exercise checks: compare a learner's implementation with a reference on seeded inputs (the
+library's own function, or torch's where torch has one) and say precisely what is wrong (shape,
+dtype, max error, a missing or unwanted gradient...). References written independently of the
+library live only in tests/.
 
-Each lesson's checks live in a module named after the concept (checks.networks, checks.buffer,
-checks.rssm, checks.actor_critic); this module holds what they share. A check prints one line
-when it passes and raises CheckFailed with an explanation when it does not.
+Each lesson's checks live in a module named after the concept (checks.envs, checks.networks,
+checks.buffer, checks.rssm, checks.world_model, checks.actor_critic); this module holds what they
+share. A check prints one line when it passes and raises CheckFailed with an explanation when it
+does not.
 """
 from __future__ import annotations
 

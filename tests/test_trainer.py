@@ -1,0 +1,363 @@
+"""The trainer end to end, and the faults a real run meets: the run folder, exact resume after
+crashes and kill -9, one writer per folder, non-finite values, bad settings and paths, signals."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dreamer_lib import train
+from dreamer_lib.config import Config, make_config
+from dreamer_lib.evaluate import main as dreamer_eval
+from dreamer_lib.train import Trainer, TrainingStopped, updates_due
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PENDULUM_WORST_REWARD = -(math.pi ** 2 + 0.1 * 8 ** 2 + 0.001 * 2 ** 2)  # per frame, Pendulum-v1's cost
+WALL_CLOCK = ("wall_s", "collect_fps")  # the only columns a resumed run may write differently
+
+
+def read_csv(path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def without_wall_clock(rows):
+    return [{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in rows]
+
+
+def read_checkpoint(run) -> dict:
+    return torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+
+
+def exact_config(**changes) -> Config:
+    """ci preset, evaluated every 200 frames, 1000 frames: 10 episodes, 8 updates, 4 evaluations."""
+    return make_config("ci", **{"steps": 1000, "eval_every": 200, **changes})
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """One uninterrupted run of exact_config(): what every interrupted and resumed run must repeat."""
+    logdir = tmp_path_factory.mktemp("reference") / "run"
+    trainer = Trainer(exact_config(), logdir, progress=False)
+    trainer.run()
+    return logdir, trainer
+
+
+@pytest.fixture
+def half_run(tmp_path):
+    """A run stopped cleanly at 600 env frames (steps=600), to resume or damage."""
+    logdir = tmp_path / "run"
+    Trainer(exact_config(steps=600), logdir, progress=False).run()
+    return logdir
+
+
+# ---------------------------------------------------------------------------- the run folder
+def test_end_to_end_training_writes_the_run_folder(reference_run):
+    logdir, trainer = reference_run
+    config = exact_config()
+    for name in ("config.json", "metrics.csv", "eval.csv", "checkpoint.pt", "eval.gif", "openl.gif", "openl.png",
+                 "learning_curve.png"):
+        assert (logdir / name).is_file() and (logdir / name).stat().st_size > 0, name
+    assert list(logdir.glob("events.out.tfevents.*")), "TensorBoard events are written when tensorboard is installed"
+    assert Config.from_json((logdir / "config.json").read_text()) == config
+
+    # 1000 frames = 10 episodes of 50 agent steps (time limit 100 frames, repeat 2)
+    episodes = sorted((logdir / "episodes").glob("*.npz"))
+    assert len(episodes) == 10 and trainer.env_frames == 1000 and trainer.agent_steps == 500
+    for path in episodes:
+        with np.load(path) as data:
+            assert data["image"].shape == (51, 64, 64, 3) and data["action"].shape == (51, 1)
+    assert trainer.updates == updates_due(1000, config) == 8
+
+    metrics = read_csv(logdir / "metrics.csv")
+    assert [int(r["env_frames"]) for r in metrics] == [400, 600, 800, 1000]  # after prefill, then every 200 frames
+    assert [int(r["updates"]) for r in metrics] == [2, 4, 6, 8]
+    assert all(math.isfinite(float(r["model_loss"])) for r in metrics)
+    evals = read_csv(logdir / "eval.csv")
+    assert [int(r["env_frames"]) for r in evals] == [400, 600, 800, 1000]
+    for row in evals:  # one eval episode of 100 frames
+        assert 100 * PENDULUM_WORST_REWARD - 1 <= float(row["return_mean"]) <= 0
+        assert row["returns"] == f"{float(row['return_mean']):.1f}"
+
+    checkpoint = read_checkpoint(logdir)
+    assert (checkpoint["updates"], checkpoint["env_frames"], checkpoint["episodes"]) == (8, 1000, 10)
+    with Image.open(logdir / "eval.gif") as gif:
+        assert gif.size == (128, 128) and 25 < gif.n_frames <= 51  # PIL merges identical frames
+    with Image.open(logdir / "openl.gif") as gif:
+        assert gif.size == (6 * 64, 3 * 64) and 25 < gif.n_frames <= 50  # truth / model / error rows
+
+
+def test_tensorboard_holds_scalars_and_pictures(reference_run):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    logdir, _ = reference_run
+    events = event_accumulator.EventAccumulator(str(logdir), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"train/model_loss", "train/actor_loss", "eval/return_mean"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("eval/return_mean")] == [400, 600, 800, 1000]
+    assert {"openl", "eval/episode"} <= set(tags["images"])
+
+
+# ---------------------------------------------------------------------------- exact resume
+class SimulatedKill(Exception):
+    pass
+
+
+def crash_after(obj, name, calls):
+    """Make obj.name raise SimulatedKill on its `calls`-th call: the process dies there."""
+    original, count = getattr(obj, name), [0]
+
+    def wrapper(*args, **kwargs):
+        count[0] += 1
+        if count[0] >= calls:
+            raise SimulatedKill(name)
+        return original(*args, **kwargs)
+
+    setattr(obj, name, wrapper)
+
+
+@pytest.mark.parametrize("where", [
+    [("env", "step", 130)],  # mid-episode, after the prefill
+    [("agent", "update", 3)],  # inside the second training phase
+    [("eval_env", "step", 70)],  # inside the second evaluation
+    [("env", "step", 30), ("agent", "update", 2), ("eval_env", "step", 20), ("env", "step", 170)],  # four kills
+])
+def test_a_run_killed_anywhere_and_resumed_writes_the_same_rows(reference_run, tmp_path, where):
+    reference, _ = reference_run
+    logdir = tmp_path / "run"
+    for target, method, calls in where:
+        trainer = Trainer(exact_config(), logdir, progress=False)
+        crash_after(getattr(trainer, target), method, calls)
+        with pytest.raises(SimulatedKill):
+            trainer.run()
+    (logdir / "checkpoint.pt.tmp").write_bytes(b"half a checkpoint")  # as a kill during torch.save leaves
+    trainer = Trainer(exact_config(), logdir, progress=False)
+    trainer.run()
+    for name in ("metrics.csv", "eval.csv"):
+        assert without_wall_clock(read_csv(logdir / name)) == without_wall_clock(read_csv(reference / name)), name
+    assert len(list((logdir / "episodes").glob("*.npz"))) == 10
+    for path in (reference / "episodes").glob("*.npz"):
+        with np.load(path) as want, np.load(logdir / "episodes" / path.name) as got:
+            np.testing.assert_array_equal(got["action"], want["action"])
+
+
+def test_a_stop_mid_phase_resumes_the_phase_exactly(reference_run, tmp_path):
+    reference, _ = reference_run
+    logdir = tmp_path / "run"
+    trainer = Trainer(exact_config(), logdir, progress=False)
+    update = trainer.agent.update
+
+    def update_then_stop(batch):
+        metrics = update(batch)
+        if trainer.updates == 4:  # the fifth update of eight: inside the phase at 800 frames
+            trainer.stop_requested = True
+        return metrics
+
+    trainer.agent.update = update_then_stop
+    trainer.run()
+    assert read_checkpoint(logdir)["updates"] == 5 and len(read_checkpoint(logdir)["phase"]) == 1
+    Trainer(exact_config(), logdir, progress=False).run()
+    for name in ("metrics.csv", "eval.csv"):
+        assert without_wall_clock(read_csv(logdir / name)) == without_wall_clock(read_csv(reference / name)), name
+
+
+def test_evaluating_more_often_does_not_change_training(reference_run, tmp_path):
+    reference, _ = reference_run
+    Trainer(exact_config(eval_every=100), tmp_path / "run", progress=False).run()
+    assert without_wall_clock(read_csv(tmp_path / "run" / "metrics.csv")) == \
+        without_wall_clock(read_csv(reference / "metrics.csv"))
+
+
+def test_kill_9_of_the_command_and_resume_repeats_the_uninterrupted_run(reference_run, tmp_path):
+    """A real kill -9 of dreamer-train (one thread, as the in-process reference), then --resume."""
+    reference, _ = reference_run
+    logdir = tmp_path / "run"
+    command = [sys.executable, "-m", "dreamer_lib.train", "--preset", "ci", "--steps", "1000", "--eval-every", "200",
+               "--no-progress"]
+    environ = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command + ["--logdir", str(logdir)], env=environ, cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (logdir / "metrics.csv").exists() and time.time() < deadline:  # killed after training began
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    resumed = subprocess.run(command + ["--resume", str(logdir)], env=environ, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming" in resumed.stdout  # the killed process's lock did not block the resume
+    for name in ("metrics.csv", "eval.csv"):
+        assert without_wall_clock(read_csv(logdir / name)) == without_wall_clock(read_csv(reference / name)), name
+
+
+# ---------------------------------------------------------------------------- one writer per run folder
+def test_a_second_trainer_on_a_busy_folder_is_refused_naming_the_first(half_run):
+    first = Trainer(exact_config(), half_run, progress=False)
+    with pytest.raises(ValueError, match=rf"being trained by another process \(pid {os.getpid()}"):
+        Trainer(exact_config(), half_run, progress=False)
+    first.close()
+    Trainer(exact_config(), half_run, progress=False).close()  # free again
+
+
+# ---------------------------------------------------------------------------- non-finite values
+def test_nan_parameters_stop_training_and_keep_the_last_finite_checkpoint(half_run):
+    trainer = Trainer(exact_config(), half_run, progress=False)
+    update = trainer.agent.update
+
+    def poisoning_update(batch):
+        metrics = update(batch)
+        with torch.no_grad():
+            next(trainer.agent.decoder.parameters()).fill_(float("nan"))
+        return metrics
+
+    trainer.agent.update = poisoning_update
+    with pytest.raises(TrainingStopped, match=r"NaN or inf between updates 4 and 6") as info:
+        trainer.run()
+    checkpoint = read_checkpoint(half_run)
+    assert f"keeps the last state with finite parameters ({checkpoint['env_frames']} env frames)" in str(info.value)
+    assert checkpoint["updates"] == 4
+    assert all(torch.isfinite(v).all() for v in checkpoint["agent"]["model"].values() if v.is_floating_point())
+
+
+def test_a_diverging_learning_rate_exits_1_with_a_message_and_a_usable_checkpoint(tmp_path, capsys):
+    logdir = tmp_path / "run"
+    code = train.main(["--preset", "ci", "--model-lr", "1e6", "--actor-lr", "1e6", "--logdir", str(logdir),
+                       "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: ") and "NaN or inf" in err and "Traceback" not in err
+    checkpoint = read_checkpoint(logdir)
+    assert all(torch.isfinite(v).all() for v in checkpoint["agent"]["model"].values() if v.is_floating_point())
+    assert dreamer_eval([str(logdir), "--episodes", "1"]) == 0
+
+
+# ---------------------------------------------------------------------------- settings on resume
+def test_resume_applies_changed_learning_rates_and_steps_and_logs_them(half_run, capsys):
+    assert train.main(["--resume", str(half_run), "--steps", "800", "--model-lr", "1e-3", "--no-progress"]) == 0
+    assert "model_lr 0.0006 -> 0.001" in (half_run / "changes.txt").read_text()
+    checkpoint = read_checkpoint(half_run)
+    assert checkpoint["env_frames"] == 800
+    assert checkpoint["agent"]["optimizers"]["model"]["param_groups"][0]["lr"] == 1e-3
+    assert Config.from_json((half_run / "config.json").read_text()).model_lr == 1e-3
+
+
+@pytest.mark.parametrize("flags, fixed", [(["--preset", "cpu"], "preset"), (["--deter-size", "32"], "deter_size"),
+                                          (["--seed", "3"], "seed")])
+def test_resume_refuses_settings_the_run_depends_on(half_run, capsys, flags, fixed):
+    config_before = (half_run / "config.json").read_text()
+    assert train.main(["--resume", str(half_run), *flags, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and fixed in err and "cannot change" in err
+    assert (half_run / "config.json").read_text() == config_before
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("flags, message", [
+    (["--steps", "0"], "steps is 0"), (["--steps", "-5"], "steps is -5"), (["--batch-size", "0"], "batch_size is 0"),
+    (["--train-every", "0"], "train_every is 0"), (["--eval-every", "0"], "eval_every is 0"),
+    (["--action-repeat", "0"], "action_repeat is 0"), (["--eval-episodes", "0"], "eval_episodes is 0"),
+    (["--gamma", "1.5"], "gamma is 1.5"), (["--env", "NoSuchEnv-v9"], "Unknown environment"),
+    (["--env", "CartPole-v1"], "continuous actions"), (["--preset", "tiny"], "Unknown preset"),
+])
+def test_bad_settings_exit_2_with_one_message_and_leave_nothing(tmp_path, capsys, flags, message):
+    logdir = tmp_path / "run"
+    assert train.main(["--preset", "ci", *flags, "--logdir", str(logdir), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not logdir.exists()
+
+
+def test_mistyped_or_unknown_flags_exit_2(tmp_path, capsys):
+    for flags in (["--free-nats", "abc"], ["--free-nat", "0"], ["--use-continue", "maybe"]):
+        with pytest.raises(SystemExit) as info:
+            train.main(["--preset", "ci", *flags, "--logdir", str(tmp_path / "run")])
+        assert info.value.code == 2
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("below, message", [("", "is a file, not a folder"), ("run", "which is a file")])
+def test_a_logdir_that_cannot_be_a_folder_is_refused(tmp_path, capsys, below, message):
+    (tmp_path / "file").write_text("x")
+    logdir = tmp_path / "file" / below if below else tmp_path / "file"
+    assert train.main(["--preset", "ci", "--logdir", str(logdir), "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_checkpoint_without_the_agent_is_refused_with_a_message(half_run, capsys):
+    torch.save({"weights": torch.zeros(3)}, half_run / "checkpoint.pt")
+    assert train.main(["--resume", str(half_run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "not a checkpoint this version of dreamer-train can resume from" in err and "Traceback" not in err
+
+
+def test_an_env_that_renders_nothing_is_named(monkeypatch):
+    from dreamer_lib.envs import make_env
+    env = make_env("pendulum", seed=0)
+    monkeypatch.setattr(env.env, "render", lambda: None)
+    with pytest.raises(ValueError, match="rendered None, not an RGB frame"):
+        env.reset()
+
+
+def small_tmpfs(path: pathlib.Path, options: str) -> bool:
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    return done.returncode == 0
+
+
+def test_a_read_only_logdir_is_refused(tmp_path, capsys):
+    mount = tmp_path / "ro"
+    if not small_tmpfs(mount, "size=1m,ro"):
+        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
+    try:
+        assert train.main(["--preset", "ci", "--logdir", str(mount / "run"), "--no-progress"]) == 2
+        assert "Cannot write to the run folder" in capsys.readouterr().err
+    finally:
+        subprocess.run(["umount", "-l", str(mount)])
+
+
+def test_a_full_disk_stops_with_one_message_and_the_run_resumes_once_there_is_space(tmp_path, capsys):
+    mount = tmp_path / "small"
+    if not small_tmpfs(mount, "size=2m"):
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        logdir = mount / "run"
+        assert train.main(["--preset", "ci", "--logdir", str(logdir), "--no-progress"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("error: ") == 1 and "disk is full" in err and "Traceback" not in err
+        assert not list(logdir.rglob("*.tmp*")), "temporary files are cleaned up"
+        moved = tmp_path / "run"
+        shutil.copytree(logdir, moved)  # "space is back"
+    finally:
+        subprocess.run(["umount", "-l", str(mount)])
+    (moved / ".lock").unlink(missing_ok=True)
+    assert train.main(["--resume", str(moved), "--no-progress"]) == 0
+
+
+# ---------------------------------------------------------------------------- signals
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_saves_stops_within_5_s_and_exits_128_plus_signal(tmp_path, signum, status):
+    logdir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "dreamer_lib.train", "--preset", "ci", "--steps", "100000",
+                                "--logdir", str(logdir), "--no-progress"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (logdir / "metrics.csv").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    sent = time.time()
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=60)
+    assert time.time() - sent < 5, f"took {time.time() - sent:.1f} s to stop"
+    assert process.returncode == status, err
+    assert "saving a checkpoint" in err and "Traceback" not in err
+    assert read_checkpoint(logdir)["env_frames"] >= 400
