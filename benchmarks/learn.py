@@ -82,10 +82,9 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="env frames per seed (default: the preset's)")
     parser.add_argument("--parallel", type=int, default=2, help="seeds trained at the same time")
     parser.add_argument("--root", default="runs/learn", help="where the run folders go")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="passed to dreamer-train for new runs (e.g. --set actor_entropy=0)")
+    parser.add_argument("--precision", default=None, help="auto, fp32 or bf16 (passed to dreamer-train)")
     parser.add_argument("--summary-only", action="store_true", help="print the table of existing runs")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)  # other flags go to dreamer-train for new runs (e.g. --actor-entropy 0)
 
     root = pathlib.Path(args.root) / f"{args.env}-{args.preset}"
     runs = {seed: root / f"seed{seed}" for seed in args.seeds}
@@ -100,11 +99,13 @@ def main(argv=None) -> None:
             while pending and len(running) < args.parallel:
                 seed, run = pending.pop(0)
                 command = [sys.executable, "-m", "dreamer_lib.train", "--no-progress"]
-                if (run / "config.json").exists():
+                if (run / "checkpoint.pt").exists():
                     command += ["--resume", str(run)]
                 else:
                     command += ["--env", args.env, "--preset", args.preset, "--seed", str(seed), "--logdir", str(run)]
-                    command += [f"--set={setting}" for setting in args.set]
+                    command += extra
+                if args.precision:
+                    command += ["--precision", args.precision]
                 if args.steps:
                     command += ["--steps", str(args.steps)]
                 run.mkdir(parents=True, exist_ok=True)

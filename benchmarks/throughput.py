@@ -2,7 +2,7 @@
 steps) on synthetic data, for the fast path and the plain eager fp32 path, in the same run.
 
     python benchmarks/throughput.py --preset paper --device cuda
-    python benchmarks/throughput.py --preset cpu --device cpu
+    python benchmarks/throughput.py --preset cpu --device cpu --precision fp32 --threads 2
 
 Prints device, ms/update, updates/s, peak memory and the time of the first (compiling) updates;
 the last line is `ratio fast/plain: X.XX` (speed-up of the fast path).
@@ -20,6 +20,7 @@ import torch
 
 from dreamer_lib.agent import DreamerV1
 from dreamer_lib.config import make_config, resolve_device
+from dreamer_lib.fast import cpu_has_bf16
 
 
 def synthetic_batch(config, action_size: int, seed: int = 0) -> dict:
@@ -63,14 +64,21 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--warmup", type=int, default=None, help="untimed updates first (default 3 cpu, 20 cuda)")
     parser.add_argument("--repeats", type=int, default=None, help="timed updates (default 10 cpu, 50 cuda)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="the fast path's precision (auto: bf16 where the hardware has bf16 units)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     warmup = args.warmup or (20 if device.type == "cuda" else 3)
     repeats = args.repeats or (50 if device.type == "cuda" else 10)
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
+    name = (torch.cuda.get_device_name() if device.type == "cuda" else
+            f"{platform.processor() or platform.machine()} CPU, {torch.backends.cpu.get_cpu_capability()}, "
+            f"bf16 units: {'yes' if cpu_has_bf16() else 'no'}")
     print(f"throughput.py {datetime.date.today()} | device {device} ({name}) | {os.cpu_count()} cores, "
           f"{torch.get_num_threads()} threads | torch {torch.__version__}")
-    base = make_config(args.preset, device=device.type)
+    base = make_config(args.preset, device=device.type, precision=args.precision)
     print(f"preset {args.preset}: batch {base.batch_size} x {base.seq_len}, depth {base.cnn_depth}, "
           f"deter {base.deter_size}, horizon {base.horizon}; {warmup} warm-up + {repeats} timed updates")
     results = {}

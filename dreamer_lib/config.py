@@ -16,8 +16,7 @@ import torch
 
 @dataclass
 class Config:
-    """Every setting of a run. `dreamer-train --help` lists these fields as flags (--free-nats 0),
-    with the comment beside each as its help."""
+    """Every setting of a run: each field is a dreamer-train flag, its comment the flag's help."""
 
     # --- environment (section 5 and appendix of the paper) ---
     env: str = "pendulum"  # pendulum (gymnasium Pendulum-v1, no extra install), dmc_<domain>_<task>, or a gymnasium id

@@ -452,12 +452,12 @@ class Trainer:
 # --------------------------------------------------------------------- the command line
 @dataclass
 class Args:
-    """Train DreamerV1 from pixels. Every setting of config.Config is a flag; --preset picks the defaults."""
+    """Train DreamerV1 from pixels. Every setting of config.Config is a flag; the preset sets their defaults."""
 
     config: Config
     resume: pathlib.Path | None = None  # continue the run in this folder; flags given change its settings (logged)
     test: bool = False  # a one-minute end-to-end check with the ci preset, in a temporary folder
-    logdir: pathlib.Path | None = None  # run folder (default: runs/<env>-<preset>-seed<seed>)
+    logdir: pathlib.Path | None = None  # run folder; None = runs/<env>-<preset>-seed<seed>
     progress: bool = True  # show the progress bar
 
 

@@ -361,3 +361,26 @@ def test_a_signal_saves_stops_within_5_s_and_exits_128_plus_signal(tmp_path, sig
     assert process.returncode == status, err
     assert "saving a checkpoint" in err and "Traceback" not in err
     assert read_checkpoint(logdir)["env_frames"] >= 400
+
+
+# ---------------------------------------------------------------------------- the command line
+def test_help_lists_every_config_field_once_with_its_comment(capsys, monkeypatch):
+    import dataclasses
+    import re
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as info:
+        train.parse_args(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for field in dataclasses.fields(Config):
+        flag = "--" + field.name.replace("_", "-") if not field.name.endswith("_") else "--" + field.name
+        assert len(re.findall(re.escape(flag) + r"(?![\w-])", text)) == 1, f"{flag} should appear once in --help"
+    assert "imagination horizon H" in text and "(default: " in text  # field comments are the help
+    for flag in ("--resume", "--test", "--logdir", "--no-progress"):
+        assert flag in text
+
+
+def test_preset_sets_the_defaults_and_flags_override_them():
+    args = train.parse_args(["--preset", "cpu", "--free-nats", "1", "--no-fast"])
+    assert (args.config.preset, args.config.cnn_depth, args.config.free_nats, args.config.fast) == ("cpu", 16, 1.0, False)
+    assert train.parse_args(["--test"]).config.preset == "ci"
