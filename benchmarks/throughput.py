@@ -3,6 +3,7 @@ steps) on synthetic data, for the fast path and the plain eager fp32 path, in th
 
     python benchmarks/throughput.py --preset paper --device cuda
     python benchmarks/throughput.py --preset cpu --device cpu --precision fp32 --threads 2
+    python benchmarks/throughput.py --preset cpu --device cpu --precision fp32 --cnn-depth 8   # any Config flag
 
 Prints device, ms/update, updates/s, peak memory and the time of the first (compiling) updates;
 the last line is `ratio fast/plain: X.XX` (speed-up of the fast path).
@@ -17,9 +18,10 @@ import time
 
 import numpy as np
 import torch
+import tyro
 
 from dreamer_lib.agent import DreamerV1
-from dreamer_lib.config import make_config, resolve_device
+from dreamer_lib.config import Config, make_config, resolve_device
 from dreamer_lib.fast import cpu_has_bf16
 
 
@@ -67,7 +69,7 @@ def main(argv=None) -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                         help="the fast path's precision (auto: bf16 where the hardware has bf16 units)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    args = parser.parse_args(argv)
+    args, settings = parser.parse_known_args(argv)  # the rest: Config flags, as dreamer-train takes them
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -78,9 +80,10 @@ def main(argv=None) -> None:
             f"bf16 units: {'yes' if cpu_has_bf16() else 'no'}")
     print(f"throughput.py {datetime.date.today()} | device {device} ({name}) | {os.cpu_count()} cores, "
           f"{torch.get_num_threads()} threads | torch {torch.__version__}")
-    base = make_config(args.preset, device=device.type, precision=args.precision)
-    print(f"preset {args.preset}: batch {base.batch_size} x {base.seq_len}, depth {base.cnn_depth}, "
-          f"deter {base.deter_size}, horizon {base.horizon}; {warmup} warm-up + {repeats} timed updates")
+    base = tyro.cli(Config, default=make_config(args.preset, device=device.type, precision=args.precision),
+                    args=settings, prog="throughput.py")
+    print(f"preset {args.preset} {' '.join(settings)}: batch {base.batch_size} x {base.seq_len}, depth {base.cnn_depth}, "
+          f"dense {base.dense_units}, deter {base.deter_size}, horizon {base.horizon}; {warmup} warm-up + {repeats} timed updates")
     results = {}
     for label, config in (("fast", base.replace(fast=True)), ("plain", base.replace(fast=False, compile="off"))):
         r = measure(config, device, warmup, repeats)

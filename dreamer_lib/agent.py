@@ -17,7 +17,7 @@ from dreamer_lib.actor_critic import (Actor, Critic, compute_actor_loss, compute
 from dreamer_lib.config import Config, resolve_device
 from dreamer_lib.networks import (ContinuePredictor, ConvDecoder, ConvEncoder, RewardPredictor,
                                   gaussian_log_prob, keras_init, preprocess, to_uint8)
-from dreamer_lib.rssm import RSSM, RSSMState, kl_loss
+from dreamer_lib.rssm import RSSM, kl_loss
 
 
 class DreamerV1(nn.Module):
@@ -45,7 +45,7 @@ class DreamerV1(nn.Module):
                            for group, params in self.params.items()}
 
         self.precision = fast.resolve_precision(c, self.device)
-        if fast.use_channels_last(c, self.device):
+        if fast.use_channels_last(c, self.device, self.precision):
             self.to(memory_format=torch.channels_last)  # conv weights; stored frames are already NHWC
         self.update = fast.maybe_compile(self.update, c, self.device)
 

@@ -3,7 +3,8 @@
 Kept apart from the math (agent.py) so a reader of the update sees only the algorithm. With
 config.fast on (the default):
   - autocast to bf16 where the hardware has bf16 units (distributions and losses stay fp32);
-  - channels-last convolutions where they pay (CUDA and AVX512 CPUs; measured slower on AVX2);
+  - channels-last convolutions on CUDA and with bf16 (in fp32 on the CPU they measured no faster,
+    and slower on AVX2 CPUs and at some conv depths, so fp32 CPU updates stay plain);
   - fused Adam on CUDA;
   - torch.compile of the update on CUDA (on the CPU it bought 1.08x for minutes of compiling).
 tests/test_fast_path.py checks the fast path against the plain eager fp32 one.
@@ -45,11 +46,10 @@ def autocast(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device.type, dtype=dtype)
 
 
-def use_channels_last(config: Config, device: torch.device) -> bool:
-    # Measured (README, speed): 1.09-1.17x on AVX512 CPUs; 0.94-0.98x on an AVX2 CPU in fp32.
-    if not config.fast:
-        return False
-    return device.type == "cuda" or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+def use_channels_last(config: Config, device: torch.device, precision: torch.dtype) -> bool:
+    # Measured (README, speed): with bf16 on an AVX512-BF16 CPU 1.29x with autocast; in fp32 0.94-0.98x
+    # on an AVX2 CPU, and on the AVX512 CPU 0.5-1.1x depending on the conv depth (2026-11-29).
+    return config.fast and (device.type == "cuda" or precision == torch.bfloat16)
 
 
 def adam(params, lr: float, eps: float, config: Config, device: torch.device) -> torch.optim.Adam:

@@ -24,18 +24,15 @@ open-loop picture draw from their own generators, so they never change training.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import datetime
 import errno
 import io
-import json
 import math
 import os
 import pathlib
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -44,7 +41,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import tyro
-from filelock import FileLock, Timeout
 from tqdm import tqdm  # the text bar: it also reads in a saved notebook
 
 from dreamer_lib import viz
@@ -53,6 +49,7 @@ from dreamer_lib.buffer import ReplayBuffer
 from dreamer_lib.config import ARCHITECTURE, Config, default_preset, make_config
 from dreamer_lib.envs import make_env, run_episode
 from dreamer_lib.evaluate import evaluate, load_checkpoint, load_run_config
+from dreamer_lib.run_folder import CSVLog, RunLock, TensorBoard, prepare_run_folder
 
 # Settings a resumed run cannot change: the weights, episodes and random streams depend on them.
 FIXED_ON_RESUME = ARCHITECTURE + ("env", "action_repeat", "time_limit", "seed", "preset")
@@ -71,95 +68,6 @@ def updates_due(env_frames: int, config: Config) -> int:
     return config.train_steps * (1 + (env_frames - config.prefill_frames) // config.train_every)
 
 
-class CSVLog:
-    """The rows of one CSV file, kept in memory too, so a checkpoint can hold them and a resume
-    can rewrite the file exactly: every row once, whatever the kills."""
-
-    def __init__(self, path: pathlib.Path):
-        self.path = path
-        self.rows = self.read()
-
-    def write(self, row: dict) -> None:
-        new = not self.path.exists()
-        with self.path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        self.rows.append({k: str(v) for k, v in row.items()})
-
-    def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        with self.path.open() as f:
-            return list(csv.DictReader(f))
-
-    def reset(self, rows: list[dict]) -> None:
-        """Rewrite the file with exactly these rows (a temporary file, then a rename)."""
-        self.rows = [dict(r) for r in rows]
-        if not rows:
-            self.path.unlink(missing_ok=True)
-            return
-        temporary = self.path.with_suffix(".csv.tmp")
-        with temporary.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(temporary, self.path)
-
-
-class TensorBoard:
-    """Scalars and pictures for TensorBoard, written only where the tensorboard package exists."""
-
-    def __init__(self, logdir: pathlib.Path, purge_step: int):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            self.writer = None
-            return
-        # purge_step drops events a killed run wrote after its checkpoint; the resume rewrites them.
-        self.writer = SummaryWriter(str(logdir), purge_step=purge_step)
-
-    def scalars(self, prefix: str, row: dict, step: int) -> None:
-        if self.writer:
-            for key, value in row.items():
-                if isinstance(value, (int, float)) and key != "env_frames":
-                    self.writer.add_scalar(f"{prefix}/{key}", value, step)
-
-    def image(self, tag: str, image: np.ndarray, step: int) -> None:
-        if self.writer:
-            self.writer.add_image(tag, image, step, dataformats="HWC")
-
-    def figure(self, tag: str, figure, step: int) -> None:
-        if self.writer:
-            self.writer.add_figure(tag, figure, step, close=False)
-
-    def close(self) -> None:
-        if self.writer:
-            self.writer.close()
-
-
-def prepare_run_folder(logdir: pathlib.Path) -> bool:
-    """Create the run folder (and parents) if needed; True if it was created here. Clear errors
-    for a path that is a file, lies under a file, or cannot be written."""
-    if logdir.exists() and not logdir.is_dir():
-        raise ValueError(f"The run folder {logdir} is a file, not a folder. Choose another --logdir.")
-    for parent in logdir.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ValueError(f"The run folder {logdir} would lie under {parent}, which is a file. Choose another --logdir.")
-    created = not logdir.exists()
-    try:
-        logdir.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=logdir, prefix=".write-test-")
-        probe.close()
-    except OSError as error:
-        if created:
-            shutil.rmtree(logdir, ignore_errors=True)
-        raise ValueError(f"Cannot write to the run folder {logdir} ({error.strerror}). Choose a --logdir on a "
-                         "writable disk with free space.") from None
-    return created
-
-
 class Trainer:
     def __init__(self, config: Config, logdir: str | pathlib.Path, progress: bool = True):
         config.validate()
@@ -169,8 +77,8 @@ class Trainer:
         self.env = make_env(config.env, config.action_repeat, config.time_limit, seed=config.seed)
         self.eval_env = make_env(config.env, config.action_repeat, config.time_limit, seed=config.seed + 10_000)
         created = prepare_run_folder(self.logdir)
-        self.lock = FileLock(self.logdir / ".lock")
-        self._acquire()
+        self.lock = RunLock(self.logdir)
+        self.lock.acquire()
         try:
             self._check_saved_config()
             self.buffer = ReplayBuffer(self.logdir / "episodes", config.replay_capacity, seed=config.seed)
@@ -187,27 +95,6 @@ class Trainer:
                 shutil.rmtree(self.logdir, ignore_errors=True)
             raise
         self.tensorboard = TensorBoard(self.logdir, purge_step=self._first_missing_frame())
-
-    def _acquire(self) -> None:
-        """One writer per run folder. The lock is the OS's (flock): a killed trainer's lock goes
-        with its process, so it never blocks a resume."""
-        if self.lock.is_locked:
-            return
-        try:
-            self.lock.acquire(timeout=0)
-        except Timeout:
-            raise ValueError(f"{self.logdir} is being trained by another process ({self._holder()}). One run folder "
-                             "takes one trainer: wait for it to finish, stop it (kill -TERM PID: it saves and "
-                             "exits), or choose another --logdir.") from None
-        (self.logdir / "running.json").write_text(json.dumps(
-            {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.datetime.now().isoformat()}))
-
-    def _holder(self) -> str:
-        try:
-            info = json.loads((self.logdir / "running.json").read_text())
-            return f"pid {info['pid']} on {info['host']}, since {info['since'][:19]}"
-        except (OSError, ValueError, KeyError):
-            return "process unknown"
 
     def _check_saved_config(self) -> None:
         """A run folder keeps its architecture, env and seed; other settings may change on resume,
@@ -391,7 +278,7 @@ class Trainer:
         """Train until config.steps env frames. Each pass: the updates owed, an evaluation when
         due, a checkpoint, then one episode. A stop request (signal) ends it within a step."""
         c = self.config
-        self._acquire()
+        self.lock.acquire()
         bar = tqdm(total=c.steps, initial=min(self.env_frames, c.steps), unit="frame", disable=not self.progress,
                    dynamic_ncols=True, desc=f"{c.env} [{c.preset}]")
         postfix: dict = {}
@@ -446,7 +333,7 @@ class Trainer:
     def close(self) -> None:
         """Release the run folder, so another trainer (a resume) may use it."""
         self.tensorboard.close()
-        self.lock.release(force=True)
+        self.lock.release()
 
 
 # --------------------------------------------------------------------- the command line

@@ -122,8 +122,9 @@ print(source[source.index("        latent, prev_action"):])
 #
 # `Trainer(config, logdir)` builds the envs (one for training, one with another seed for
 # evaluation), the buffer and the agent, and **resumes automatically** if `logdir` already holds
-# a run with the same architecture: it reloads every stored episode and the latest checkpoint,
-# so you can interrupt this cell (or lose the kernel) and run it again. The progress bar shows
+# a run with the same architecture: it reloads the latest checkpoint (weights, optimisers,
+# counters and every random generator) and the episodes it counts, so you can interrupt this cell
+# (or lose the kernel) and run it again, and the run continues exactly as if it had never stopped. The progress bar shows
 # env frames, the last training episode's return, the updates so far and the latest evaluation.
 #
 # On the CPU scale this cell takes about an hour (50,000 env frames, about 4,900 updates); at
@@ -143,7 +144,7 @@ print(f"{trainer.env_frames} env frames = {trainer.agent_steps} agent steps; {tr
 # ## 4. The run folder
 #
 # Everything a run produced lives in its folder, written as it goes (episodes as they finish,
-# the checkpoint after every training phase, atomically, so a kill never leaves half a file):
+# the checkpoint before every episode, atomically, so a kill never leaves half a file):
 
 # %%
 for path in sorted(RUN.iterdir()):
@@ -157,15 +158,20 @@ for path in sorted(RUN.iterdir()):
 # - `config.json`: every setting of the run (a checkpoint only loads into a model of the same
 #   sizes; `dreamer-train --resume RUN` and `dreamer-eval RUN` read it);
 # - `episodes/`: the replay data, the record from which a run can always be resumed;
-# - `checkpoint.pt`: the agent's and optimisers' weights and the counters;
+# - `checkpoint.pt`: the agent's and optimisers' weights, the counters, every random generator
+#   and the log rows so far: what an exact resume needs;
 # - `metrics.csv`: one row per training phase (means over its updates); `eval.csv`: one row
 #   per evaluation (mean and std of the policy's mode over `eval_episodes` episodes);
-# - `eval.gif`, `openl.gif`, `openl.png`, `learning_curve.png`: the pictures below.
+# - `events.out.tfevents.*`: the same numbers and pictures for TensorBoard
+#   (`tensorboard --logdir notebooks/runs`);
+# - `eval.gif`, `openl.gif`, `openl.png`, `learning_curve.png`: the pictures below;
+# - `.lock` and `running.json`: one trainer at a time per folder; the lock goes with the process
+#   that held it, and `running.json` names that process in the message a second trainer gets.
 #
 # The last training phase, with all three counters:
 
 # %%
-from dreamer_lib.train import CSVLog
+from dreamer_lib.run_folder import CSVLog
 
 metrics = CSVLog(RUN / "metrics.csv").read()
 last = metrics[-1]

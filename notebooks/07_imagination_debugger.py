@@ -57,7 +57,8 @@ from dreamer_lib.buffer import ReplayBuffer
 from dreamer_lib.config import make_config
 from dreamer_lib.course import pictures
 from dreamer_lib.evaluate import load_agent
-from dreamer_lib.train import CSVLog, Trainer
+from dreamer_lib.run_folder import CSVLog
+from dreamer_lib.train import Trainer
 
 RUN = pathlib.Path("runs/lesson6")
 if not (RUN / "checkpoint.pt").exists():
@@ -135,6 +136,38 @@ HTML(pictures.animation_html(pictures.debugger_video(traces, scale=2, every=2), 
 from dreamer_lib.course.widgets import imagination_debugger
 
 imagination_debugger(agent, episodes[:3] + episodes[-3:], start=start)
+
+# %% [markdown]
+# ### Drive the dream
+#
+# The debugger replays actions the agent chose. Here you choose them. `dream.drive` lets the
+# posterior watch 5 real frames (the reset frame included), so the model's state describes the
+# simulator's actual state; from then on each action goes to both worlds: the world model steps
+# with the prior alone (exactly as the actor imagines during training) and the real simulator
+# takes the same action. The strip shows the real frame, the decoded dream and their difference,
+# with the real reward, the predicted reward and the value under each column (in env reward units).
+# Below: full torque one way for 15 steps, then the other way.
+
+# %%
+from dreamer_lib.course.dream import dream_strip, drive
+
+torques = [[1.0]] * 15 + [[-1.0]] * 15
+history = drive(agent, env, torques, seed=0, context=5)
+print("pixel error (mean squared, pixels in [0, 1]) per step:", history["error"].round(3))
+print("real reward, predicted reward for the first 6 steps:\n",
+      np.c_[history["real_reward"], history["predicted_reward"]][:6].round(2))
+dream_strip(history, every=3)
+plt.show()
+
+# %% [markdown]
+# Where does the dream leave reality, and does the predicted reward still track the real one after
+# the frames drift apart? With a live kernel, steer it yourself: a torque slider, "step", "play N
+# steps" and "reset" (the same computation, in `dreamer_lib/course/dream.py`).
+
+# %%
+from dreamer_lib.course.widgets import drive_the_dream
+
+drive_the_dream(agent, env, seed=0)
 
 # %% [markdown]
 # ## 3. Breaking training on purpose

@@ -124,7 +124,7 @@ class PriorSkipsGRU(RSSM):
     (NoMinStd, "without the minimum"),
     (SampleWithoutGradient, "carries no gradient"),
     (DetachedStd, "no gradient reaches prior"),
-    (PriorSkipsGRU, "deter differs"),
+    (PriorSkipsGRU, "deter is h_{t-1} unchanged: the GRU step is missing"),
 ])
 def test_rssm_step_rejects(wrong, message):
     with pytest.raises(CheckFailed, match=message):

@@ -61,3 +61,48 @@ def imagination_debugger(agent, episodes, horizon: int | None = None, start: int
 
     output = widgets.interactive_output(show, {"index": episode, "step": start_slider, "t": time})
     return widgets.VBox([widgets.HBox([episode, start_slider]), widgets.HBox([play, time]), output])
+
+
+def drive_the_dream(agent, env, seed: int = 0, context: int = 5, window: int = 6):
+    """Steer the world model yourself: one slider per action number (torque for the pendulum),
+    "step" takes one step, "play N steps" takes N with the same action, "reset" starts over from
+    the seed. Each action goes to the dream (the prior, from a real posterior start) and to the
+    real env; the Output shows `dream.dream_strip` of the last `window` steps.
+
+    A thin layer over `dream.Dream`, which does all the work: the returned box carries it as
+    `.dream`, so `box.dream.history()` gives the arrays of the whole drive."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    from dreamer_lib.course.dream import Dream, dream_strip
+
+    dream = Dream(agent, env, seed, context)
+    names = ["torque"] if dream.action_size == 1 else [f"action {i}" for i in range(dream.action_size)]
+    sliders = [widgets.FloatSlider(value=0.0, min=-1.0, max=1.0, step=0.05, description=name,
+                                   continuous_update=False) for name in names]
+    step = widgets.Button(description="step")
+    play = widgets.Button(description="play N steps")
+    count = widgets.BoundedIntText(value=10, min=1, max=200, description="N", layout=widgets.Layout(width="150px"))
+    reset = widgets.Button(description="reset")
+    seed_box = widgets.IntText(value=seed, description="seed", layout=widgets.Layout(width="150px"))
+    output = widgets.Output()
+
+    def show() -> None:
+        with output:
+            output.clear_output(wait=True)
+            figure = dream_strip(dream.history(last=window))
+            display(figure)
+            plt.close(figure)
+
+    def take(steps: int) -> None:
+        for _ in range(steps):
+            dream.step([slider.value for slider in sliders])
+        show()
+
+    step.on_click(lambda _: take(1))
+    play.on_click(lambda _: take(count.value))
+    reset.on_click(lambda _: (dream.reset(seed=seed_box.value), show()))
+    show()
+    box = widgets.VBox([widgets.HBox(sliders), widgets.HBox([step, play, count, reset, seed_box]), output])
+    box.dream = dream
+    return box

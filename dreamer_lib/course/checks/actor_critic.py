@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from dreamer_lib import actor_critic as reference
-from dreamer_lib.course.checks import expect_close, expect_shape, fail, passed, seeded
+from dreamer_lib.course.checks import call, expect_close, expect_shape, fail, passed, seeded
 
 H, N = 6, 3  # imagined steps, start states
 
@@ -55,6 +55,17 @@ def _lambda_mistakes(rewards, values, discounts, bootstrap, lambda_):
     yield (backwards(right, torch.zeros_like(bootstrap), discounts * lambda_),
            "The recursion starts from 0 instead of the bootstrap value: R_H = v_H = bootstrap, "
            "otherwise everything after the horizon counts as zero reward.")
+    bad_next = torch.cat([values[1:], values[-1:]], 0)
+    values_last = ("You bootstrap with values[-1] instead of the `bootstrap` argument{where}. values[-1] is v_(H-1), "
+                   "the value of the last imagined state, in which the last reward is received; the value of the state "
+                   "AFTER the last step, v_H, is the separate argument `bootstrap`: next_values = "
+                   "torch.cat([values[1:], bootstrap[None]]), and the recursion starts from R_H = bootstrap.")
+    yield (backwards(rewards + discounts * (1 - lambda_) * bad_next, values[-1], discounts * lambda_),
+           values_last.format(where=" (both in next_values and as the start of the recursion)"))
+    yield (backwards(right, values[-1], discounts * lambda_),
+           values_last.format(where=" as the start of the recursion (R_H)"))
+    yield (backwards(rewards + discounts * (1 - lambda_) * bad_next, bootstrap, discounts * lambda_),
+           values_last.format(where=" as the last entry of next_values"))
     yield (backwards(right, bootstrap, discounts * lambda_).flip(0),
            "Your returns are in reverse time order: collect them backwards, then flip (returns[::-1]) "
            "so that returns[t] belongs to step t.")
@@ -69,7 +80,12 @@ def check_lambda_returns(compute_lambda_returns) -> None:
     for lambda_ in (0.95, 0.0, 1.0):
         rewards, values, discounts, bootstrap = _inputs(seed=1, requires_grad=True)
         expected = reference.compute_lambda_returns(rewards, values, discounts, bootstrap, lambda_)
-        actual = compute_lambda_returns(rewards, values, discounts, bootstrap, lambda_)
+        actual = call(ex, compute_lambda_returns, rewards, values, discounts, bootstrap, lambda_,
+                      what=f"calling your compute_lambda_returns(rewards, values, discounts, bootstrap, {lambda_}) "
+                           f"on rewards/values/discounts of shape ({H}, {N}) and bootstrap ({N},)",
+                      hints=((r"size of tensor a|must match|Sizes of tensors|number of dimensions",
+                              "bootstrap has shape (N,), the "
+                              "values (H, N): give it a time dimension to concatenate, bootstrap[None]."),))
         expect_shape(ex, f"compute_lambda_returns(...) with lambda={lambda_}", actual, (H, N))
         if not _matches(actual, expected):
             for candidate, why in _lambda_mistakes(rewards.detach(), values.detach(), discounts.detach(),
@@ -82,7 +98,8 @@ def check_lambda_returns(compute_lambda_returns) -> None:
         if not actual.requires_grad:
             fail(ex, "The returns carry no gradient. The actor learns by backpropagating the returns into the "
                      "imagined rewards and values, so do not detach (or use .item()/numpy) inside this function.")
-        grads = torch.autograd.grad(actual.sum(), (rewards, values, bootstrap), allow_unused=True)
+        grads = call(ex, torch.autograd.grad, actual.sum(), (rewards, values, bootstrap), allow_unused=True,
+                     what="backpropagating through your returns")
         if any(g is None or not torch.isfinite(g).all() for g in grads):
             fail(ex, "The gradient does not reach rewards, values and bootstrap: keep the computation in torch.")
     passed(ex, "lambda-returns match equation 6 for lambda = 0.95, 0 and 1, and keep their gradient.")
@@ -93,7 +110,7 @@ def check_discount_weights(discount_weights) -> None:
     ex = "5.2"
     _, _, discounts, _ = _inputs(seed=2, requires_grad=True)
     expected = reference.discount_weights(discounts)
-    actual = discount_weights(discounts)
+    actual = call(ex, discount_weights, discounts, what=f"calling your discount_weights(discounts of shape ({H}, {N}))")
     expect_shape(ex, "discount_weights(discounts)", actual, (H, N))
     d = discounts.detach()
     if not _matches(actual, expected):
@@ -117,7 +134,8 @@ def check_actor_loss(compute_actor_loss) -> None:
     _, _, discounts, _ = _inputs(seed=3, requires_grad=True)
     returns = (3 * torch.randn(H, N, generator=seeded(4))).requires_grad_(True)
     expected = reference.compute_actor_loss(returns, discounts)
-    actual = compute_actor_loss(returns, discounts)
+    actual = call(ex, compute_actor_loss, returns, discounts,
+                  what=f"calling your compute_actor_loss(lambda_returns, discounts), both of shape ({H}, {N})")
     expect_shape(ex, "compute_actor_loss(returns, discounts)", actual, ())
     weights, r = reference.discount_weights(discounts.detach()), returns.detach()
     if not _matches(actual, expected):
@@ -131,7 +149,8 @@ def check_actor_loss(compute_actor_loss) -> None:
         expect_close(ex, "actor loss", actual, expected)
     if not actual.requires_grad:
         fail(ex, "The loss has no gradient: the actor learns by backpropagating it into the returns.")
-    grad_returns, grad_discounts = torch.autograd.grad(actual, (returns, discounts), allow_unused=True)
+    grad_returns, grad_discounts = call(ex, torch.autograd.grad, actual, (returns, discounts), allow_unused=True,
+                                        what="backpropagating through your actor loss")
     if grad_discounts is not None and grad_discounts.abs().max() > 0:
         fail(ex, "The gradient reaches the discounts through the weights: detach the weights "
                  "(discount_weights does, as the official code).")
@@ -145,28 +164,63 @@ def check_critic_loss(compute_critic_loss) -> None:
     values = torch.randn(H, N, generator=seeded(6)).requires_grad_(True)
     returns = (3 * torch.randn(H, N, generator=seeded(7))).requires_grad_(True)  # as from the actor's graph
     expected = reference.compute_critic_loss(values, returns, discounts)
-    actual = compute_critic_loss(values, returns, discounts)
+    actual = call(ex, compute_critic_loss, values, returns, discounts,
+                  what=f"calling your compute_critic_loss(values, lambda_returns, discounts), all of shape ({H}, {N})")
     expect_shape(ex, "compute_critic_loss(values, returns, discounts)", actual, ())
     weights, v, r = reference.discount_weights(discounts), values.detach(), returns.detach()
-    if not _matches(actual, expected):
-        if _matches(actual, (weights * (v - r).pow(2)).mean()):
-            fail(ex, "You dropped the 0.5: the loss is the negative log-likelihood of a unit-variance Gaussian, "
-                     "0.5 (v - R)^2 (without its constant), as the official code.")
-        if _matches(actual, 0.5 * (v - r).pow(2).mean()):
-            fail(ex, "You forgot the discount weights: mean(weights * 0.5 * (values - returns)^2).")
-        if _matches(actual, -expected):
-            fail(ex, "The sign is wrong: minimise the squared error.")
-        expect_close(ex, "critic loss", actual, expected)
-    grad_values, grad_returns = torch.autograd.grad(actual, (values, returns), allow_unused=True)
+    if not actual.requires_grad:
+        fail(ex, "No gradient reaches the values: the critic could not learn (is the whole loss detached, or "
+                 "computed from numbers?).")
+    grad_values, grad_returns = call(ex, torch.autograd.grad, actual, (values, returns), allow_unused=True,
+                                     what="backpropagating through your critic loss")
     if grad_values is None or grad_values.abs().max() == 0:
         fail(ex, "No gradient reaches the values: the critic could not learn.")
-    if grad_returns is not None and grad_returns.abs().max() > 0:
-        fail(ex, "The gradient reaches the lambda-returns: detach the target (lambda_returns.detach()). Otherwise "
-                 "the critic loss moves its own target and, through the returns, the actor and the world model.")
+    # Each missing piece of mean(weights * 0.5 (v - sg(R))^2), by what it does to the value and the gradient.
+    missing = {
+        "weights": "You forgot the discount weights: mean(weights * 0.5 * (values - returns)^2) with weights = "
+                   "discount_weights(discounts), the probability of reaching each step (as the actor loss).",
+        "half": "You dropped the 0.5: the loss is the negative log-likelihood of a unit-variance Gaussian, "
+                "0.5 (v - R)^2 (without its constant), as the official code.",
+        "detach": "The gradient reaches the lambda-returns: detach the target (lambda_returns.detach()). Otherwise "
+                  "the critic loss moves its own target and, through the returns, the actor and the world model.",
+    }
+    not_detached = grad_returns is not None and grad_returns.abs().max() > 0
+    if not _matches(actual, expected):
+        if _matches(actual, -expected):
+            fail(ex, "The sign is wrong: minimise the squared error.")
+        if _matches(actual, (weights * 0.5 * (v - r).pow(2)).sum()):
+            fail(ex, "Use the mean over steps and start states, not the sum (the learning rate assumes a mean).")
+        for weighted in (True, False):
+            for half in (True, False):
+                candidate = ((weights if weighted else 1.0) * (0.5 if half else 1.0) * (v - r).pow(2)).mean()
+                if (weighted, half) != (True, True) and _matches(actual, candidate):
+                    found = [key for key, absent in (("weights", not weighted), ("half", not half),
+                                                     ("detach", not_detached)) if absent]
+                    intro = ("Your loss is a plain MSE, mean((values - lambda_returns)^2) (F.mse_loss), "
+                             f"which lacks {len(found)} things of Dreamer's critic loss, "
+                             "mean(discount_weights(discounts) * 0.5 * (values - lambda_returns.detach())^2). "
+                             if not (weighted or half) else "")
+                    fail(ex, intro + " ".join(f"({i}) {missing[key]}" if intro else missing[key]
+                                              for i, key in enumerate(found, 1)))
+        expect_close(ex, "critic loss", actual, expected)
+    if not_detached:
+        fail(ex, missing["detach"])
     passed(ex, "critic loss = mean(weights * 0.5 (v - sg(R))^2), no gradient into the target.")
 
 
 # ------------------------------------------------------------------------------ 5.4 imagination step
+IMAGINE_HINTS = (
+    (r"has no attribute 'sample'",
+     "actor(...) returns a TanhNormal, which has no .sample(): .sample() gives no gradient: use .rsample(). The "
+     "actor learns by backpropagating the return through the sampled action into its parameters."),
+    (r"not RSSMState|RSSMState' object is not|has no attribute 'features'",
+     "The actor takes a tensor of features: actor(state.features.detach()); rssm.prior takes the RSSMState."),
+    (r"'Tensor' object has no attribute '(stoch|deter|mean|std)'",
+     "rssm.prior(prev_state, prev_action) takes the state first, then the action."),
+    (r"TanhNormal",
+     "actor(features) returns a distribution (TanhNormal); pass rssm.prior a sampled action, dist.rsample()."),
+)
+
 def check_imagine_step(imagine_step) -> None:
     from dreamer_lib.rssm import RSSM, RSSMState
 
@@ -178,7 +232,8 @@ def check_imagine_step(imagine_step) -> None:
         g = seeded(9)
         state = RSSMState(*(torch.randn(5, n, generator=g).requires_grad_(True) for n in (4, 4, 4, 8)))
         torch.manual_seed(10)
-        out = imagine_step(rssm, actor, state)
+        out = call(ex, imagine_step, rssm, actor, state, what="calling your imagine_step(rssm, actor, state)",
+                   hints=IMAGINE_HINTS)
         torch.manual_seed(10)
         ref_action = actor(state.features.detach()).rsample()
         ref_state = rssm.prior(state, ref_action)
@@ -204,12 +259,15 @@ def check_imagine_step(imagine_step) -> None:
                  "by backpropagating the return through the action into its parameters.")
     for name, a, b in zip(RSSMState._fields, next_state, ref_state):
         expect_close(ex, f"next_state.{name}", a, b, hint="The next state is rssm.prior(state, action).")
-    grads = torch.autograd.grad(action.sum(), (state.stoch, state.deter), allow_unused=True)
+    grads = call(ex, torch.autograd.grad, action.sum(), (state.stoch, state.deter), allow_unused=True,
+                 what="backpropagating from your action")
     if any(g is not None and g.abs().max() > 0 for g in grads):
         fail(ex, "The actor's input is not detached: give the actor state.features.detach(). The state still "
                  "carries its gradient through rssm.prior; detaching only the actor's input means the actor "
                  "is not trained to move the states it reads (as rollout_imagination and the official code).")
-    if torch.autograd.grad(next_state.deter.sum(), actor.net[0].weight, allow_unused=True)[0] is None:
+    if not next_state.deter.requires_grad or call(
+            ex, torch.autograd.grad, next_state.deter.sum(), actor.net[0].weight, allow_unused=True,
+            what="backpropagating from your next state")[0] is None:
         fail(ex, "No gradient flows from the next state to the actor: pass the sampled action to rssm.prior.")
     passed(ex, "one imagination step samples a differentiable action from the detached features and steps "
                "the prior, exactly as RSSM.rollout_imagination.")

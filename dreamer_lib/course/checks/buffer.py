@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from dreamer_lib.buffer import KEYS, ReplayBuffer
-from dreamer_lib.course.checks import fail, passed
+from dreamer_lib.course.checks import call, fail, passed
 
 EXERCISE = "2.1"
 SEQ_LEN = 8
@@ -31,15 +31,21 @@ def make_episode(index: int, rows: int, size: int = 4) -> dict[str, np.ndarray]:
             "discount": np.ones(rows, np.float32)}
 
 
-def _call(sample_windows, episodes, batch_size, seq_len, seed, situation):
-    try:
-        return sample_windows(episodes, batch_size, seq_len, np.random.default_rng(seed))
-    except NotImplementedError:
-        raise
-    except Exception as error:
-        lengths = [len(e["image"]) for e in episodes]
-        fail(EXERCISE, f"{situation} (episode lengths {lengths}, seq_len={seq_len}), your function raised "
-                       f"{type(error).__name__}: {error}")
+CUT_SHORT = (r"all input arrays must have the same shape|all the input array dimensions",
+             "The windows you stack differ in length: a window that starts too late is cut short by the episode's "
+             "end. Only starts 0..len(episode) - seq_len are valid: rng.integers(len(episode['image']) - seq_len + 1).")
+HINTS = (CUT_SHORT,
+         (r"high <= 0|low >= high", "rng.integers(n) needs n >= 1: an episode shorter than seq_len has no window; "
+                                    "choose only among episodes with len(episode['image']) >= seq_len."))
+
+
+def _call(sample_windows, episodes, batch_size, seq_len, seed, situation, cause=""):
+    """sample_windows on these episodes; an exception is explained by the hints, or else by the
+    situation's likely `cause`."""
+    lengths = [len(e["image"]) for e in episodes]
+    hints = (CUT_SHORT, (r"", cause)) if cause else HINTS
+    return call(EXERCISE, sample_windows, episodes, batch_size, seq_len, np.random.default_rng(seed),
+                what=f"{situation} (episode lengths {lengths}, seq_len={seq_len}), your function", hints=hints)
 
 
 def _layout(batch, batch_size, seq_len, example) -> None:
@@ -92,12 +98,12 @@ def check_sample_windows(sample_windows) -> None:
 
     # 2. An episode shorter than seq_len has no window; one of exactly seq_len rows has one.
     short, exact = make_episode(2, 5), make_episode(3, SEQ_LEN)
-    _call(sample_windows, long + [short], 50, SEQ_LEN, 1,
-          "With an episode shorter than seq_len in the list: such an episode has no window and must be skipped "
-          "(choose only among episodes with len(episode['image']) >= seq_len). Here")
-    _call(sample_windows, long + [exact], 50, SEQ_LEN, 1,
-          "With an episode of exactly seq_len rows in the list: it has exactly one window, start 0, so starts "
-          "range over rng.integers(len - seq_len + 1) (numpy's upper bound is exclusive). Here")
+    _call(sample_windows, long + [short], 50, SEQ_LEN, 1, "With an episode shorter than seq_len in the list",
+          cause="An episode shorter than seq_len has no window and must be skipped (choose only among episodes with "
+                "len(episode['image']) >= seq_len).")
+    _call(sample_windows, long + [exact], 50, SEQ_LEN, 1, "With an episode of exactly seq_len rows in the list",
+          cause="That episode has exactly one window, start 0, so starts range over "
+                "rng.integers(len - seq_len + 1) (numpy's upper bound is exclusive).")
     episodes = long + [short, exact]
     batch = _call(sample_windows, episodes, 600, SEQ_LEN, 2, "Sampling 600 windows")
     _layout(batch, 600, SEQ_LEN, episodes[0])
@@ -141,7 +147,8 @@ def check_sample_windows(sample_windows) -> None:
         for episode in episodes:
             reference.add_episode(episode, save=False)
         expected = reference.sample(7, SEQ_LEN)
-        actual = sample_windows(episodes, 7, SEQ_LEN, np.random.default_rng(seed))
+        actual = _call(sample_windows, episodes, 7, SEQ_LEN, seed, f"Sampling 7 windows with seed {seed}")
+        _layout(actual, 7, SEQ_LEN, episodes[0])
         if not all(np.array_equal(actual[k], expected[k]) for k in KEYS):
             fail(EXERCISE, "your windows are valid but are not the draws of ReplayBuffer.sample with the same seed. "
                            "Use the rng passed in, in this order: first all episode indices at once, "

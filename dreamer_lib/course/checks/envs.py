@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dreamer_lib.course.checks import fail, passed
+from dreamer_lib.course.checks import call, fail, passed
 
 EXERCISE = "0.1"
 
@@ -36,20 +36,38 @@ class ScriptedEnv:
                 done and self.how == "truncated", {"frame": self.frames})
 
 
+HINTS = (
+    (r"not enough values to unpack \(expected 5|too many values to unpack \(expected 4\)",
+     "A gymnasium env.step returns 5 values: observation, reward, terminated, truncated, info (the old gym API "
+     "returned 4, with a single done)."),
+    (r"not enough values to unpack|too many values to unpack",
+     "env.step returns 5 values: observation, reward, terminated, truncated, info."),
+    (r"referenced before assignment|is not defined",
+     "A variable is used before any env.step set it: is the loop body ever run, and are the names you return "
+     "the ones the loop assigns?"),
+)
+
+
 def _call(repeat_action, env, action, repeat, situation):
-    try:
-        result = repeat_action(env, action, repeat)
-    except NotImplementedError:
-        raise
-    except RuntimeError as error:
-        if "after the episode ended" in str(error):
-            fail(EXERCISE, f"{situation}: your function kept stepping after the episode ended. Stop the loop "
-                           "(break) as soon as a step returns terminated or truncated.")
-        raise
+    def run():
+        try:
+            return repeat_action(env, action, repeat)
+        except RuntimeError as error:
+            if "after the episode ended" in str(error):
+                fail(EXERCISE, f"{situation}: your function kept stepping after the episode ended. Stop the loop "
+                               "(break) as soon as a step returns terminated or truncated.")
+            raise
+
+    result = call(EXERCISE, run, what=f"{situation}: your repeat_action(env, action, {repeat})", hints=HINTS)
     if not isinstance(result, tuple) or len(result) != 5:
         fail(EXERCISE, f"{situation}: return the 5-tuple (observation, total_reward, terminated, truncated, info) "
                        f"as env.step does; got {type(result).__name__}"
                        + (f" of length {len(result)}" if isinstance(result, tuple) else "") + ".")
+    try:
+        float(result[1])
+    except (TypeError, ValueError):
+        fail(EXERCISE, f"{situation}: the total reward (the second value returned) should be one number, the sum "
+                       f"of the frames' rewards; got {type(result[1]).__name__} {result[1]!r:.80}.")
     return result
 
 

@@ -4,14 +4,16 @@ Each check builds the learner's class and the library's, gives both the same ran
 (biases included, which the library initialises at zero and would otherwise hide a missing bias),
 runs them on seeded inputs with leading (T, B) and (B,) dimensions, and compares. When the
 outputs differ, it tries the usual mistakes on the reference's layers and names the one that
-reproduces the learner's output.
+reproduces the learner's output; failing that, it tests properties the mistake breaks (an encoder
+without activations is affine and its embedding can be negative; a decoder with a sigmoid only
+outputs values in (0, 1)).
 """
 from __future__ import annotations
 
 import torch
 
 from dreamer_lib import networks
-from dreamer_lib.course.checks import expect_close, fail, passed, seeded
+from dreamer_lib.course.checks import call, expect_close, fail, passed, same, seeded
 
 
 def _randomise(module: torch.nn.Module, seed: int = 0) -> None:
@@ -23,12 +25,7 @@ def _randomise(module: torch.nn.Module, seed: int = 0) -> None:
 
 
 def _build(cls, reference: torch.nn.Module, exercise: str, *args, **kwargs) -> torch.nn.Module:
-    try:
-        learner = cls(*args, **kwargs)
-    except NotImplementedError:
-        raise
-    except Exception as error:
-        fail(exercise, f"could not build {cls.__name__}{args}: {type(error).__name__}: {error}")
+    learner = call(exercise, cls, *args, what=f"building {getattr(cls, '__name__', cls)}{args}", **kwargs)
     try:
         learner.load_state_dict(reference.state_dict())
     except RuntimeError as error:
@@ -37,23 +34,41 @@ def _build(cls, reference: torch.nn.Module, exercise: str, *args, **kwargs) -> t
 
 
 def _run(learner, inputs, exercise: str, what: str, hint: str):
-    try:
-        with torch.no_grad():
-            return learner(inputs)
-    except NotImplementedError:
-        raise
-    except Exception as error:
-        fail(exercise, f"calling your {what} on an input of shape {tuple(inputs.shape)} raised "
-                       f"{type(error).__name__}: {error}. {hint}")
+    with torch.no_grad():
+        return call(exercise, learner, inputs, what=f"calling your {what} on an input of shape {tuple(inputs.shape)}",
+                    hints=((r"shape|size|[Ee]xpected|dimension|mat1", hint),))
 
 
-def _diagnose(exercise: str, name: str, actual, expected, mistakes: dict, hint: str) -> None:
-    """Compare; on a mismatch, name the listed mistake whose output equals the learner's."""
-    if tuple(actual.shape) == tuple(expected.shape) and not torch.allclose(actual, expected, atol=1e-5, rtol=1e-4):
+def _diagnose(exercise: str, name: str, actual, expected, mistakes: dict, hint: str, properties=None) -> None:
+    """Compare; on a mismatch, name the listed mistake whose output equals the learner's, else
+    let `properties()` name a mistake by what it breaks, else report the largest error."""
+    if tuple(actual.shape) == tuple(expected.shape) and not same(actual, expected):
         for mistake, output in mistakes.items():
-            if output.shape == actual.shape and torch.allclose(actual, output, atol=1e-5, rtol=1e-4):
+            if same(actual, output):
                 fail(exercise, f"{name} matches what you get {mistake}; the reference does not do that. {hint}")
+        if properties is not None:
+            properties()
     expect_close(exercise, name, actual, expected, hint=hint)
+
+
+def _activations(exercise: str, learner, actual, shape) -> None:
+    """Name missing ReLUs by what they leave behind, whatever else differs: a conv stack without
+    activations is affine (the embedding of the average of two images is the average of their
+    embeddings), and without the last ReLU the embedding has negative entries."""
+    generator = seeded(11)
+    a, b = (torch.rand(shape, generator=generator) - 0.5 for _ in range(2))
+    with torch.no_grad():
+        fa, fb, fmid = (call(exercise, learner, x, what="calling your encoder") for x in (a, b, (a + b) / 2))
+    if all(isinstance(f, torch.Tensor) and f.shape == actual.shape for f in (fa, fb, fmid)):
+        scale = float((fa - fb).abs().max()) + 1e-12
+        if float((fmid - (fa + fb) / 2).abs().max()) < 1e-4 * scale:
+            fail(exercise, "your encoder is linear (affine): the embedding of the average of two images is the average "
+                           "of their embeddings. The ReLUs are missing: a stack of convolutions without activations "
+                           "is one big linear map, however deep. Run self.convs as given, Conv2d AND ReLU layers.")
+    if float(actual.min()) < 0:
+        fail(exercise, f"your embedding has negative entries (min {float(actual.min()):.3g}), but every conv of the "
+                       "encoder, the last one included, is followed by a ReLU, so the embedding is >= 0: a ReLU is "
+                       "missing. Run self.convs as given, Conv2d AND ReLU layers.")
 
 
 def check_conv_encoder(cls) -> None:
@@ -80,12 +95,40 @@ def check_conv_encoder(cls) -> None:
             fail(exercise, f"on images of shape {shape} the output has shape {tuple(actual.shape)}; expected "
                            f"{(*batch, 1024)}: one 1024-vector (8 * depth * 2 * 2) per image, keeping the leading "
                            f"dims {batch}. Did you flatten the batch dims and restore them?")
-        convs = reference.convs(images.reshape(-1, 3, 64, 64))
-        mistakes = {"when flattening the feature maps in (H, W, C) order instead of PyTorch's (C, H, W)":
-                    convs.permute(0, 2, 3, 1).reshape(*batch, 1024)}
+        flat = images.reshape(-1, 3, 64, 64)
+        with torch.no_grad():
+            convs = reference.convs(flat)
+            mistakes = {"when flattening the feature maps in (H, W, C) order instead of PyTorch's (C, H, W)":
+                        convs.permute(0, 2, 3, 1).reshape(*batch, 1024)}
+            for name, skipped in [("with no ReLU at all (only the Conv2d layers of self.convs): without activations "
+                                   "the encoder is linear, one linear map however many convs it stacks", {1, 3, 5, 7}),
+                                  ("without the last ReLU (the embedding is the ReLU of the last conv)", {7}),
+                                  ("without the ReLU after the first conv", {1}),
+                                  ("without the ReLU after the second conv", {3}),
+                                  ("without the ReLU after the third conv", {5})]:
+                x = flat
+                for index, layer in enumerate(reference.convs):
+                    x = x if index in skipped else layer(x)
+                mistakes[name] = x.reshape(*batch, 1024)
+            mistakes["when normalising the images again (x / 255 - 0.5) inside forward: they arrive already in "
+                     "[-0.5, 0.5] (preprocess runs before the encoder)"] = reference(images / 255 - 0.5)
         _diagnose(exercise, f"your embedding of images {shape}", actual, expected, mistakes,
-                  "Use self.convs as given (its ReLUs included) and flatten with x.reshape(*batch_shape, -1).")
+                  "Use self.convs as given (its ReLUs included) and flatten with x.reshape(*batch_shape, -1).",
+                  properties=lambda: _activations(exercise, learner, actual, shape))
     passed(exercise, "ConvEncoder maps (..., 3, 64, 64) to (..., 1024) exactly as the reference.")
+
+
+def _bounded(exercise: str, actual) -> None:
+    """A squashed output names its squashing, whatever else differs."""
+    low, high = float(actual.min()), float(actual.max())
+    if low > 0 and high < 1:
+        fail(exercise, f"every value of your decoder's output lies in (0, 1) (min {low:.3g}, max {high:.3g}), as after "
+                       "a sigmoid. The decoder outputs the mean of a Gaussian over the pixels in preprocess's "
+                       "[-0.5, 0.5] space, unbounded: no sigmoid (or any activation) after the last transposed conv.")
+    if low >= 0:
+        fail(exercise, f"your decoder's output is never negative (min {low:.3g}), as after a ReLU at the end; the "
+                       "pixels live in [-0.5, 0.5] and the output is their unbounded mean: no activation after the "
+                       "last transposed conv.")
 
 
 def check_conv_decoder(cls) -> None:
@@ -117,13 +160,21 @@ def check_conv_decoder(cls) -> None:
             mistakes = {
                 "without self.deconv1_bias": last(r.deconvs(torch.relu(grid))),
                 "without the ReLU after the first (Linear) transposed conv": last(r.deconvs(grid + r.deconv1_bias)),
-                "with a ReLU (or other squashing) after the last transposed conv":
+                "with a ReLU after the last transposed conv (the output is an unbounded mean: no activation at the "
+                "end)":
                     last(torch.relu(r.deconvs(torch.relu(grid + r.deconv1_bias)))),
+                "with a sigmoid after the last transposed conv: the decoder outputs the MEAN of a Gaussian over pixels "
+                "in [-0.5, 0.5] space (preprocess), unbounded; no activation at the end":
+                    last(torch.sigmoid(r.deconvs(torch.relu(grid + r.deconv1_bias)))),
+                "with a tanh after the last transposed conv: the decoder outputs the MEAN of a Gaussian over pixels, "
+                "unbounded; no activation at the end":
+                    last(torch.tanh(r.deconvs(torch.relu(grid + r.deconv1_bias)))),
                 "when reshaping deconv1's output as (N, 5, 5, channels) instead of (N, channels, 5, 5)":
                     last(r.deconvs(torch.relu(x.reshape(-1, 5, 5, 4 * depth).permute(0, 3, 1, 2) + r.deconv1_bias))),
                 "with a ReLU after self.dense": last(r.deconvs(torch.relu(
                     r.deconv1(torch.relu(r.dense(features.reshape(-1, feature_size)))).reshape(-1, 4 * depth, 5, 5)
                     + r.deconv1_bias))),
             }
-        _diagnose(exercise, f"your decoder's output for features {shape}", actual, expected, mistakes, hint)
+        _diagnose(exercise, f"your decoder's output for features {shape}", actual, expected, mistakes, hint,
+                  properties=lambda: _bounded(exercise, actual))
     passed(exercise, "ConvDecoder maps (..., features) to (..., 3, 64, 64) exactly as the reference.")

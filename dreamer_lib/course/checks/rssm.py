@@ -1,10 +1,15 @@
-"""Checks for lesson 3 (the RSSM): the KL between diagonal Gaussians, free nats, one RSSM step."""
+"""Checks for lesson 3 (the RSSM): the KL between diagonal Gaussians, free nats, one RSSM step.
+
+Where a result differs from the reference's, the check computes what each usual mistake gives
+on the same inputs (the KL the other way round, free nats clamped per element, the prior read
+from h_{t-1}, ...) and names the one the learner's result equals."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from dreamer_lib import rssm as reference
-from dreamer_lib.course.checks import expect_close, expect_shape, fail, passed, seeded
+from dreamer_lib.course.checks import call, expect_close, expect_shape, fail, passed, same, seeded
 from dreamer_lib.rssm import RSSMState
 
 
@@ -25,7 +30,7 @@ def check_kl_divergence(kl_divergence) -> None:
     g = seeded(0)
     q, p = _random_state(g, 5, 4, stoch=6), _random_state(g, 5, 4, stoch=6)
     expected = torch.distributions.kl_divergence(_normal(q), _normal(p)).sum(-1)
-    out = kl_divergence(q, p)
+    out = call(ex, kl_divergence, q, p, what="calling your kl_divergence(q, p)")
     if isinstance(out, torch.Tensor) and tuple(out.shape) == (5, 4, 6):
         fail(ex, "the result has shape (5, 4, 6), one KL per stoch dimension. The dimensions of a diagonal "
                  "Gaussian are independent, so its KL is the SUM of the per-dimension KLs: add .sum(-1).")
@@ -58,8 +63,8 @@ def check_kl_divergence(kl_divergence) -> None:
     expect_close(ex, "KL(q || p)", out, expected, atol=1e-4,
                  hint="Compare with torch.distributions.kl_divergence(Normal(q.mean, q.std), "
                       "Normal(p.mean, p.std)).sum(-1).")
-    same = kl_divergence(q, q)
-    expect_close(ex, "KL(q || q)", same, torch.zeros(5, 4), atol=1e-5, hint="The KL of a distribution to itself is 0.")
+    itself = call(ex, kl_divergence, q, q, what="calling your kl_divergence(q, q)")
+    expect_close(ex, "KL(q || q)", itself, torch.zeros(5, 4), atol=1e-5, hint="The KL of a distribution to itself is 0.")
     passed(ex, "KL(q || p) of diagonal Gaussians matches torch.distributions, summed over stoch dims.")
 
 
@@ -74,28 +79,63 @@ def _states_with_kl(kls: torch.Tensor, stoch: int = 3):
     return RSSMState(mean, ones, mean, deter), RSSMState(zeros, ones, zeros, deter), mean
 
 
-def check_kl_loss(kl_loss) -> None:
-    """kl_loss(posterior, prior, free_nats) -> (max(mean KL, free_nats), mean KL)."""
-    ex = "3.2"
-    # Per-element KLs 0.5 and 4.5, half each: the mean (2.5) is below 3 free nats, some elements above.
-    kls = torch.tensor([[0.5, 4.5, 0.5, 4.5], [4.5, 0.5, 4.5, 0.5]])  # (T=2, B=4)
-    post, prior, mean = _states_with_kl(kls)
-    out = kl_loss(post, prior, free_nats=3.0)
+def _leaf_state(generator, *shape, stoch: int) -> RSSMState:
+    """A state with unequal stds whose mean and std are leaves that require grad."""
+    state = _random_state(generator, *shape, stoch=stoch)
+    mean, std = state.mean.requires_grad_(True), state.std.requires_grad_(True)
+    return RSSMState(mean, std, mean, state.deter)
+
+
+TF1 = ("you clamped each element, the per-element TF1 form the lesson shows for comparison "
+       "(torch.clamp(kl - free_nats, min=0).mean(), or mean(max(kl, free_nats))). The exercise is the official "
+       "TF2 form: average the KL over batch and time FIRST, then clamp the average, "
+       "torch.clamp(kl.mean(), min=free_nats)")
+
+
+def _call_kl_loss(ex, kl_loss, posterior, prior, free_nats):
+    out = call(ex, kl_loss, posterior, prior, free_nats=free_nats,
+               what=f"calling your kl_loss(posterior, prior, free_nats={free_nats})")
     if not (isinstance(out, tuple) and len(out) == 2):
-        fail(ex, f"kl_loss should return two tensors (the clamped loss, the raw mean KL); got {type(out).__name__}.")
+        fail(ex, f"kl_loss should return two tensors (the clamped loss, the raw mean KL); got {type(out).__name__}"
+                 + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else "") + ".")
     loss, logged = out
     expect_shape(ex, "the loss", loss, ())
     expect_shape(ex, "the logged KL", logged, ())
+    return loss, logged
+
+
+def _backward(ex, loss, what="the loss"):
+    if not loss.requires_grad:
+        fail(ex, f"{what} carries no gradient: the KL term must train both the posterior and the prior. Keep the "
+                 "computation in torch (no .item(), float() or .detach() on the way).")
+    call(ex, loss.backward, what=f"backpropagating through {what}")
+
+
+def check_kl_loss(kl_loss) -> None:
+    """kl_loss(posterior, prior, free_nats) -> (max(mean KL, free_nats), mean KL)."""
+    ex = "3.2"
+    # 1. Per-element KLs 0.5 and 4.5, half each: the mean (2.5) is below 3 free nats, some
+    # elements above, so every way of clamping gives a different number.
+    kls = torch.tensor([[0.5, 4.5, 0.5, 4.5], [4.5, 0.5, 4.5, 0.5]])  # (T=2, B=4)
+    post, prior, mean = _states_with_kl(kls)
+    loss, logged = _call_kl_loss(ex, kl_loss, post, prior, 3.0)
     value = float(loss.detach())
-    if abs(value - float(kls.sum())) < 1e-3:
-        fail(ex, f"the loss is {value:.4g}, the SUM of the KLs over batch and time: average them (.mean()).")
-    if abs(value - 3.75) < 1e-4:
-        fail(ex, "the loss is mean(max(KL, free_nats)) = 3.75: you clamped each element, as the TF1 code did. "
-                 "Like the official TF2 code, average the KL over batch and time first, then clamp the average "
-                 "(expected 3.0 here: the mean KL is 2.5, below the 3 free nats).")
-    if abs(value - 2.5) < 1e-4:
-        fail(ex, "the loss is 2.5, the mean KL itself: the free-nats clamp is missing. Return "
-                 "torch.clamp(mean_kl, min=free_nats) (or max(mean_kl, free_nats)) as the loss.")
+    known = {
+        float(kls.sum()): "the loss is {v:.4g}, the SUM of the KLs over batch and time: average them (.mean()).",
+        3.75: "the loss is mean(max(KL, free_nats)) = {v:.4g}: " + TF1 + ". Expected 3.0 here: the mean KL is 2.5, "
+              "below the 3 free nats.",
+        0.75: "the loss is mean(max(KL - free_nats, 0)) = {v:.4g}: " + TF1 + ". Expected 3.0 here: the mean KL is "
+              "2.5, below the 3 free nats.",
+        2.5: "the loss is 2.5, the mean KL itself: the free-nats clamp is missing. Return "
+             "torch.clamp(mean_kl, min=free_nats) (or max(mean_kl, free_nats)) as the loss.",
+        float(kls.sum(0).mean()): "the loss is {v:.4g}: the KL summed over time and averaged over the batch. As the "
+                                  "official code, average over both batch and time (.mean()), then clamp.",
+        float(kls.mean(0).sum()): "the loss is {v:.4g}: the KL averaged over time and summed over the batch. As the "
+                                  "official code, average over both batch and time (.mean()), then clamp.",
+    }
+    for known_value, message in known.items():
+        if abs(value - known_value) < 1e-4:
+            fail(ex, message.format(v=value))
     if abs(value - 3.0) > 1e-4:
         fail(ex, f"with per-state KLs of 0.5 and 4.5 (mean 2.5) and 3 free nats the loss should be "
                  f"max(2.5, 3) = 3.0; got {value:.4g}.")
@@ -104,31 +144,77 @@ def check_kl_loss(kl_loss) -> None:
                  "it is the only way to see how far below the free nats the KL sits.")
     expect_close(ex, "the logged mean KL", logged, torch.tensor(2.5), atol=1e-4,
                  hint="It is the KL averaged over batch and time, before the clamp.")
-    loss.backward()
+    if loss.requires_grad:
+        call(ex, loss.backward, what="backpropagating through the loss")
     if mean.grad is not None and mean.grad.abs().max() > 0:
         fail(ex, "the loss is 3.0 but it still sends a gradient into the states. Below the free nats the clamped "
                  "loss must be flat: torch.clamp(mean_kl, min=free_nats).")
 
-    # Mean KL 4 (elements 2 and 6), above the free nats: the loss is the mean KL and has its gradient.
+    # 2. The free nats are the argument, not a constant: mean KL 1.0 under 1.7 free nats.
+    kls = torch.tensor([[0.5, 1.5], [1.5, 0.5]])
+    post, prior, _ = _states_with_kl(kls)
+    loss, logged = _call_kl_loss(ex, kl_loss, post, prior, 1.7)
+    if abs(float(loss.detach()) - 3.0) < 1e-4:
+        fail(ex, "with free_nats=1.7 and a mean KL of 1.0 your loss is 3.0: you clamp at 3 whatever free_nats says. "
+                 "Use the argument: torch.clamp(mean_kl, min=free_nats).")
+    expect_close(ex, "the loss for a mean KL of 1.0 and free_nats=1.7", loss, torch.tensor(1.7), atol=1e-4,
+                 hint="max(mean KL, free_nats) = max(1.0, 1.7).")
+
+    # 3. Mean KL 4 (elements 2 and 6), above the free nats: the loss is the mean KL and has its gradient.
     kls = torch.tensor([[2.0, 6.0], [6.0, 2.0]])
     post, prior, mean = _states_with_kl(kls)
-    loss, logged = kl_loss(post, prior, free_nats=3.0)
+    loss, logged = _call_kl_loss(ex, kl_loss, post, prior, 3.0)
     expect_close(ex, "the loss for a mean KL of 4 (above 3 free nats)", loss, torch.tensor(4.0), atol=1e-4)
     expect_close(ex, "the logged mean KL", logged, torch.tensor(4.0), atol=1e-4)
     ref_post, ref_prior, ref_mean = _states_with_kl(kls)
     reference.kl_loss(ref_post, ref_prior, free_nats=3.0)[0].backward()
-    loss.backward()
+    _backward(ex, loss)
     if mean.grad is None:
         fail(ex, "above the free nats the loss must send a gradient to the posterior; yours sends none "
                  "(is something detached?).")
     expect_close(ex, "the gradient of the loss w.r.t. the posterior mean", mean.grad, ref_mean.grad, atol=1e-5)
+
+    # 4. Unequal stds, where the direction of the KL matters (with equal stds it does not: the KLs
+    # above are symmetric). Mean KL about 29, far above the free nats.
+    g = seeded(5)
+    post, prior = _leaf_state(g, 4, 3, stoch=6), _leaf_state(g, 4, 3, stoch=6)
+    loss, logged = _call_kl_loss(ex, kl_loss, post, prior, 3.0)
+    with torch.no_grad():
+        expected = reference.kl_divergence(post, prior).mean()
+        backwards_kl = reference.kl_divergence(prior, post).mean()
+    for name, value in (("loss", loss), ("logged mean KL", logged)):
+        if not same(value, expected, atol=1e-4) and same(value, backwards_kl, atol=1e-4):
+            fail(ex, f"your {name} is {float(value.detach()):.4g} = the mean of KL(prior || posterior): you computed "
+                     f"KL(prior || posterior); Dreamer's loss is KL(posterior || prior) "
+                     f"(expected {float(expected):.4g}): "
+                     "call kl_divergence(posterior, prior), the posterior first. The two directions agree only "
+                     "when the stds are equal; the reversed one pulls the posterior as wide as the prior "
+                     "(lesson 7 shows the symptom).")
+    expect_close(ex, "the loss for posterior and prior with unequal stds", loss, expected, atol=1e-4,
+                 hint="mean over batch and time of kl_divergence(posterior, prior), then the clamp.")
+    expect_close(ex, "the logged mean KL for posterior and prior with unequal stds", logged, expected, atol=1e-4)
+    _backward(ex, loss)
+    ref_post, ref_prior = (RSSMState(s.mean.detach().requires_grad_(True), s.std.detach().requires_grad_(True),
+                                     s.mean.detach(), s.deter) for s in (post, prior))
+    reference.kl_loss(ref_post, ref_prior, free_nats=3.0)[0].backward()
+    for who, state, ref_state in (("posterior", post, ref_post), ("prior", prior, ref_prior)):
+        grads = (state.mean.grad, state.std.grad)
+        if all(g is None or g.abs().max() == 0 for g in grads):
+            fail(ex, f"no gradient reaches the {who}: is it detached? Dreamer's KL term trains both sides: it "
+                     "pulls the prior towards what the posterior saw (so that it learns to predict) and the "
+                     "posterior towards the prior.")
+        for field, grad, ref_grad in (("mean", grads[0], ref_state.mean.grad), ("std", grads[1], ref_state.std.grad)):
+            if grad is None:
+                fail(ex, f"no gradient reaches the {who}'s {field}: keep the whole KL formula in torch, undetached.")
+            expect_close(ex, f"the gradient of the loss w.r.t. the {who}'s {field}", grad, ref_grad, atol=1e-5)
     passed(ex, "free nats clamp the batch-mean KL; the raw mean KL is returned for logging.")
 
 
 def _check_gaussian(ex: str, name: str, out, expected, stats_layer, min_std: float) -> None:
     for field in ("mean", "std", "stoch", "deter"):
         if not hasattr(out, field):
-            fail(ex, f"{name} should return an RSSMState(mean, std, stoch, deter); it has no field {field!r}.")
+            fail(ex, f"{name} should return an RSSMState(mean, std, stoch, deter); got {type(out).__name__}, which "
+                     f"has no field {field!r}" + (" (did you forget `return`?)" if out is None else "") + ".")
     expect_close(ex, f"{name}.deter", out.deter, expected.deter)
     expect_close(ex, f"{name}.mean", out.mean, expected.mean,
                  hint="The first half of the stats layer's output is the mean (stats.chunk(2, -1)).")
@@ -141,7 +227,8 @@ def _check_gaussian(ex: str, name: str, out, expected, stats_layer, min_std: flo
         fail(ex, f"{name}.stoch carries no gradient. Sample with the reparameterisation trick, "
                  "stoch = mean + std * torch.randn_like(std), not with .sample(), under no_grad, or detached: "
                  "the world model and the actor learn by backpropagating through these samples.")
-    grads = torch.autograd.grad(out.stoch.sum(), stats_layer.weight, allow_unused=True)[0]
+    grads = call(ex, torch.autograd.grad, out.stoch.sum(), stats_layer.weight, allow_unused=True,
+                 what=f"backpropagating from {name}.stoch")[0]
     stoch_size = out.mean.shape[-1]
     if grads is None or grads[:stoch_size].abs().max() == 0:
         fail(ex, f"no gradient reaches {name}'s mean through stoch: stoch = mean + std * noise.")
@@ -156,12 +243,70 @@ def _check_gaussian(ex: str, name: str, out, expected, stats_layer, min_std: flo
                  f"and std {float(noise.std()):.3g}. Use std * torch.randn_like(std).")
 
 
+def _prior_mistakes(ref, prev: RSSMState, action: torch.Tensor):
+    """(what the learner's prior would give, message) for the usual mistakes of the prior step,
+    computed with the reference's layers (which hold the learner's parameters). Each is a dict
+    of the fields it determines: deter and/or the Gaussian's raw stats."""
+    stats_of = lambda h: ref.prior_stats(F.elu(ref.prior_hidden(h)))  # noqa: E731
+    x_in = torch.cat([prev.stoch, action], -1)
+    h = ref.gru(F.elu(ref.input_layer(x_in)), prev.deter)
+    yield ({"deter": prev.deter},
+           "prior(...).deter is h_{t-1} unchanged: the GRU step is missing: h_t = self.gru(x, prev_state.deter) "
+           "with x = elu(self.input_layer(cat[z_{t-1}, a_{t-1}])).")
+    yield ({"deter": ref.gru(F.elu(ref.input_layer(x_in)))},
+           "prior(...).deter is the GRU cell run from a zero state: self.gru(x) without its second argument. Pass the "
+           "previous deterministic state: h_t = self.gru(x, prev_state.deter).")
+    yield ({"deter": ref.gru(ref.input_layer(x_in), prev.deter)},
+           "prior(...).deter is what you get without the ELU on the input layer: x = "
+           "F.elu(self.input_layer(cat[z_{t-1}, a_{t-1}])) before the GRU (as the official img_step).")
+    yield ({"deter": ref.gru(F.elu(ref.input_layer(torch.cat([action, prev.stoch], -1))), prev.deter)},
+           "prior(...).deter is what you get with the input concatenated as [a_{t-1}, z_{t-1}]: the input layer "
+           "was built for torch.cat([prev_state.stoch, prev_action], -1), stoch first.")
+    yield ({"deter": ref.gru(F.elu(ref.input_layer(torch.cat([prev.mean, action], -1))), prev.deter)},
+           "prior(...).deter is what you get feeding the previous state's MEAN to the input layer: the RSSM "
+           "feeds its sample, prev_state.stoch, so that the noise of z_{t-1} reaches h_t.")
+    yield ({"deter": h, "stats": stats_of(prev.deter)},
+           "your prior's mean and std are computed from h_{t-1} (prev_state.deter), the state BEFORE the GRU step. "
+           "p(z_t | h_t) reads the NEW h_t that the GRU just computed: "
+           "self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter) with "
+           "deter = self.gru(x, prev_state.deter).")
+    yield ({"deter": h, "stats": ref.prior_stats(ref.prior_hidden(h))},
+           "your prior's mean and std are what you get without the ELU after prior_hidden: "
+           "self.prior_stats(F.elu(self.prior_hidden(h_t))).")
+
+
+def _gaussian_mistakes(stats: torch.Tensor, min_std: float):
+    """(mean, std, message) of the usual wrong ways to turn stats into a Gaussian."""
+    first, second = stats.float().chunk(2, -1)
+    yield (second, F.softplus(first) + min_std,
+           "the mean and the std are swapped: the FIRST half of the stats is the mean, the second half the raw std "
+           "(mean, std = stats.chunk(2, -1)).")
+    yield (first, second.exp() + min_std,
+           "std = exp(raw) + min_std: as the official code, use softplus, std = F.softplus(raw) + self.min_std "
+           "(exp grows too fast for a std).")
+    yield (first, second + min_std,
+           "std = raw + min_std, without the softplus: the raw half can be negative, and a std cannot. "
+           "std = F.softplus(raw) + self.min_std.")
+
+
+def _match_prior(ex: str, name: str, out: RSSMState, mistakes, min_std: float) -> None:
+    for fields, message in mistakes:
+        if "deter" in fields and not same(out.deter, fields["deter"]):
+            continue
+        if "stats" in fields:
+            mean, std = fields["stats"].float().chunk(2, -1)
+            if not (same(out.mean, mean) and same(out.std, F.softplus(std) + min_std)):
+                continue
+        fail(ex, message)
+
+
 def check_rssm_step(RSSM) -> None:
     """One prior step and one posterior step of the learner's RSSM class against the reference."""
     ex = "3.3"
     action_size, embed_size, stoch, deter, hidden, min_std, batch = 2, 12, 5, 7, 9, 0.1, 64
     torch.manual_seed(0)
-    model = RSSM(action_size, embed_size, stoch, deter, hidden, min_std)
+    model = call(ex, RSSM, action_size, embed_size, stoch, deter, hidden, min_std,
+                 what=f"building RSSM({action_size}, {embed_size}, {stoch}, {deter}, {hidden}, {min_std})")
     ref = reference.RSSM(action_size, embed_size, stoch, deter, hidden, min_std)
     try:
         ref.load_state_dict(model.state_dict())
@@ -171,13 +316,29 @@ def check_rssm_step(RSSM) -> None:
     prev = _random_state(g, batch, stoch=stoch, deter=deter)
     action = torch.rand(batch, action_size, generator=g) * 2 - 1
     embed = torch.randn(batch, embed_size, generator=g)
+    prior_hints = ((r"shape|size|mat1|match", "The prior step: x = F.elu(self.input_layer(torch.cat([prev_state.stoch, "
+                    "prev_action], -1))), deter = self.gru(x, prev_state.deter), then self._gaussian(self.prior_stats("
+                    "F.elu(self.prior_hidden(deter))), deter)."),)
+    posterior_hints = ((r"shape|size|mat1|match", "The posterior step: x = F.elu(self.posterior_hidden(torch.cat("
+                        "[prior.deter, embed], -1))), then self._gaussian(self.posterior_stats(x), prior.deter)."),)
 
     # Prior: h_t = GRU(h_{t-1}, [z_{t-1}, a_{t-1}]), z_t ~ p(z_t | h_t).
     torch.manual_seed(1)
-    prior = model.prior(prev, action)
+    prior = call(ex, model.prior, prev, action, what="calling your RSSM.prior(prev_state, prev_action)",
+                 hints=prior_hints)
     torch.manual_seed(1)
     ref_prior = ref.prior(prev, action)
-    if hasattr(prior, "deter"):
+    if isinstance(prior, RSSMState) and all(isinstance(x, torch.Tensor) for x in prior):
+        with torch.no_grad():
+            ok_deter = same(prior.deter, ref_prior.deter)
+            ok_gaussian = same(prior.mean, ref_prior.mean) and same(prior.std, ref_prior.std)
+            if not (ok_deter and ok_gaussian):
+                _match_prior(ex, "prior(...)", prior, _prior_mistakes(ref, prev, action), min_std)
+                if ok_deter:
+                    stats = ref.prior_stats(F.elu(ref.prior_hidden(ref_prior.deter)))
+                    for mean, std, message in _gaussian_mistakes(stats, min_std):
+                        if same(prior.mean, mean) and same(prior.std, std):
+                            fail(ex, f"in _gaussian (seen in prior(...)): {message}")
         expect_close(ex, "prior(...).deter", prior.deter, ref_prior.deter,
                      hint="h_t = self.gru(x, h_{t-1}) with x = elu(self.input_layer(cat[z_{t-1}, a_{t-1}])).")
     _check_gaussian(ex, "prior(...)", prior, ref_prior, model.prior_stats, min_std)
@@ -185,23 +346,39 @@ def check_rssm_step(RSSM) -> None:
     # Posterior: same h_t, plus the embedding.
     given = ref_prior.detach()
     torch.manual_seed(2)
-    post = model.posterior(given, embed)
+    post = call(ex, model.posterior, given, embed, what="calling your RSSM.posterior(prior, embed)",
+                hints=posterior_hints)
     torch.manual_seed(2)
     ref_post = ref.posterior(given, embed)
-    if hasattr(post, "mean") and hasattr(post, "deter"):
+    if isinstance(post, RSSMState) and all(isinstance(x, torch.Tensor) for x in post):
         other_h = given._replace(deter=given.deter + torch.randn(given.deter.shape, generator=g))
-        moved = model.posterior(other_h, embed)
+        moved = call(ex, model.posterior, other_h, embed, what="calling your RSSM.posterior(prior, embed)",
+                     hints=posterior_hints)
         if torch.allclose(moved.mean, post.mean):
             fail(ex, "the posterior does not change when h_t changes: q(z_t | h_t, e_t) must see both the "
                      "deterministic state and the embedding: posterior_hidden(cat[prior.deter, embed]).")
         if not torch.equal(post.deter, given.deter):
             fail(ex, "the posterior's deter should be the prior's h_t itself: the observation only changes z_t.")
+        with torch.no_grad():
+            swapped = ref.posterior_stats(F.elu(ref.posterior_hidden(torch.cat([embed, given.deter], -1))))
+            unactivated = ref.posterior_stats(ref.posterior_hidden(torch.cat([given.deter, embed], -1)))
+        for stats, message in ((swapped, "the posterior's input is concatenated as [embed, h_t]: the layer was built "
+                                         "for torch.cat([prior.deter, embed], -1), h_t first."),
+                               (unactivated, "the posterior's mean and std are what you get without the ELU after "
+                                             "posterior_hidden: "
+                                             "self.posterior_stats(F.elu(self.posterior_hidden(...)))."
+                                )):
+            if same(post.mean, stats.float().chunk(2, -1)[0]):
+                fail(ex, message)
     _check_gaussian(ex, "posterior(...)", post, ref_post, model.posterior_stats, min_std)
 
     # The rollouts use the two methods: shapes of a short filtered sequence.
     embeds = torch.randn(3, 4, embed_size, generator=g)
     actions = torch.rand(3, 4, action_size, generator=g) * 2 - 1
-    posteriors, priors = model.rollout_observation(embeds, actions, model.get_initial_state(4))
+    start = call(ex, model.get_initial_state, 4, what="calling your RSSM.get_initial_state(4)")
+    posteriors, priors = call(ex, model.rollout_observation, embeds, actions, start,
+                              what="calling RSSM.rollout_observation (given; it calls your prior and posterior) on "
+                                   "embeds (3, 4, embed) and actions (3, 4, action)")
     expect_shape(ex, "rollout_observation(...)[0].stoch", posteriors.stoch, (3, 4, stoch))
     expect_shape(ex, "rollout_observation(...)[1].deter", priors.deter, (3, 4, deter))
     passed(ex, "prior and posterior match the reference; samples are reparameterised (gradients reach mean and std).")

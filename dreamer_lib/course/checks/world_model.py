@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dreamer_lib.course.checks import expect_shape, fail, passed
+from dreamer_lib.course.checks import call, expect_shape, fail, passed
 from dreamer_lib.config import make_config
 
 
@@ -44,14 +44,81 @@ def _grads(agent, batch) -> torch.Tensor:
 
 def check_world_model_step(world_model_step) -> None:
     """world_model_step(agent, batch) -> metrics: loss, zero_grad, backward, clip, step of the model
-    optimiser; compared with the library's step, DreamerV1.update_world_model, on a twin agent."""
+    optimiser; compared with the library's step, DreamerV1.update_world_model, on a twin agent.
+
+    It runs twice, with grad_clip values a learner cannot guess: one below this batch's gradient
+    norm (about 14), where the clip rescales the step, and one far above it, where it does
+    nothing. A step that clips to any other value (a hard-coded 1.0, or the paper's 100) fails in
+    one of the two and is told the value it clipped to; a correct step passes both."""
     with torch.random.fork_rng(devices=[]):  # leave the notebook's random numbers as they were
-        _check_world_model_step(world_model_step)
+        for clip in ACTIVE_CLIP, IDLE_CLIP:
+            _check_world_model_step(world_model_step, clip)
+    # (the words the lessons' stored outputs show)
+    passed("4.1", "loss -> zero_grad -> backward -> clip -> step of the model optimiser, and nothing else.")
 
 
-def _check_world_model_step(world_model_step) -> None:
+ACTIVE_CLIP, IDLE_CLIP = 0.37, 4321.0
+STEP_HINTS = (
+    (r"has no attribute 'optimizer'|'optimizers'|KeyError", "The agent's optimisers are a dict: "
+     "agent.optimizers['model'] (also 'actor' and 'critic'); the world model's parameters are agent.params['model']."),
+    (r"has no attribute 'grad_clip'|has no attribute 'config'", "The clip value is agent.config.grad_clip."),
+    (r"world_model_loss", "agent.world_model_loss(images, actions, rewards, discounts) returns (loss, posterior, "
+     "metrics); the four tensors come from agent.to_batch(batch)."),
+)
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-3) -> bool:
+    """Equal up to float rounding, measured on the whole vector (a step is ~75k numbers)."""
+    return float((a - b).norm()) <= rtol * float(b.norm()) + 1e-9
+
+
+def _name_the_step(used, grad, stale, clip: float) -> str:
+    """What the learner's step did, in words, when it is not clip(grad) with agent.config.grad_clip.
+    `used` is the gradient the step used, (before - after) / lr under plain SGD."""
+    clipped = lambda g, c: g * min(1.0, c / (float(g.norm()) + 1e-6))  # noqa: E731
+    if _close(used, clipped(grad + stale, clip)):
+        return ("the parameters moved by this batch's gradient PLUS the gradient left in .grad by an earlier step: "
+                "PyTorch accumulates gradients, so call agent.optimizers['model'].zero_grad() before loss.backward()")
+    if _close(used, grad + stale) and not _close(grad + stale, clipped(grad + stale, clip)):
+        return ("the step used the unclipped sum of this batch's gradient and an earlier one: zero_grad() is missing, "
+                "and the clip comes too late (after step) or not at all")
+    if _close(used, grad.clamp(-clip, clip)):
+        return ("you clipped each gradient ELEMENT to [-grad_clip, grad_clip] (clip_grad_value_); Dreamer clips the "
+                "global NORM of all the world model's gradients together: nn.utils.clip_grad_norm_(agent.params"
+                "['model'], agent.config.grad_clip)")
+    for base, extra in ((grad, ""), (grad + stale, " (and zero_grad() is missing: the gradient also holds an "
+                                                    "earlier batch's, which PyTorch accumulates)")):
+        cosine = float(used @ base) / (float(used.norm()) * float(base.norm()) + 1e-12)
+        if cosine < 1 - 1e-5:
+            continue
+        used_norm, base_norm = float(used.norm()), float(base.norm())
+        if abs(used_norm - base_norm) <= 1e-3 * base_norm:
+            return (f"the step used the UNCLIPPED gradient (norm {base_norm:.4g}), but agent.config.grad_clip is "
+                    f"{clip:g} here: clip with nn.utils.clip_grad_norm_(agent.params['model'], agent.config.grad_clip) "
+                    "after backward() and BEFORE optimizer.step() (clipping after the step changes nothing that was "
+                    f"used; a hard-coded max norm above {base_norm:.3g}, such as the paper's 100, does nothing)"
+                    + extra)
+        if used_norm < base_norm:
+            return (f"you clipped to {used_norm:.4g} (the gradient's norm was {base_norm:.4g}); use "
+                    f"agent.config.grad_clip, which is {clip:g} in this check, never a number of your own" + extra)
+    return ""
+
+
+def _count_steps(optimizer) -> list:
+    """Count the calls of optimizer.step (in a list, so that the caller sees the count change)."""
+    count, step = [0], optimizer.step
+
+    def counted(*args, **kwargs):
+        count[0] += 1
+        return step(*args, **kwargs)
+
+    optimizer.step = counted
+    return count
+
+
+def _check_world_model_step(world_model_step, clip: float) -> None:
     ex = "4.1"
-    lr, clip = 0.1, 1.0
+    lr = 1.0
     agent, library, twin = (_tiny_agent(grad_clip=clip) for _ in range(3))
     _sgd(agent, lr)
     _sgd(library, lr)
@@ -62,8 +129,8 @@ def _check_world_model_step(world_model_step) -> None:
 
     # The reference: the library's world-model step on an identical agent, same batch, same samples.
     torch.manual_seed(1)
-    library.update_world_model(batch)
-    expected = before - _flat(library.params["model"])
+    reference_metrics = library.update_world_model(batch)
+    expected = (before - _flat(library.params["model"])) / lr
     # For naming mistakes: this batch's gradient, unclipped, and left-over gradients from an
     # earlier batch, as a previous update leaves them in .grad.
     torch.manual_seed(1)
@@ -74,41 +141,54 @@ def _check_world_model_step(world_model_step) -> None:
         p.grad = stale[offset:offset + p.numel()].view_as(p).clone()
         offset += p.numel()
 
+    steps = _count_steps(agent.optimizers["model"])
     torch.manual_seed(1)  # the same posterior samples as the gradient above
-    metrics = world_model_step(agent, batch)
-    step = before - _flat(model)
+    metrics = call(ex, world_model_step, agent, batch, what=f"calling your world_model_step(agent, batch) "
+                                                             f"(with agent.config.grad_clip = {clip:g})",
+                   hints=STEP_HINTS)
+    used = (before - _flat(model)) / lr
     for group, values in others.items():
         if not torch.equal(values, _flat(agent.params[group])):
             fail(ex, f"the {group}'s parameters changed. Step only agent.optimizers['model']: the world model "
                      "trains here, the actor and critic have their own losses (lesson 5).")
-    if step.abs().max() == 0:
+    if used.abs().max() == 0:
         fail(ex, "the world model's parameters did not change. After loss.backward() and clipping, call "
                  "agent.optimizers['model'].step() (not the actor's or critic's optimiser).")
-    accumulated = grad + stale
-    accumulated = accumulated * min(1.0, clip / (float(accumulated.norm()) + 1e-6))
-    candidates = {
-        "the parameters moved by this batch's gradient PLUS the gradient left in .grad by an earlier step: "
-        "PyTorch accumulates gradients, so call agent.optimizers['model'].zero_grad() before loss.backward()":
-            accumulated,
-        "the step used the UNCLIPPED gradient: clip with nn.utils.clip_grad_norm_(agent.params['model'], "
-        "agent.config.grad_clip) after backward() and BEFORE optimizer.step() (clipping after the step changes "
-        "nothing that was used)": grad,
-        "the step used the unclipped sum of this batch's gradient and an earlier one: zero_grad() is missing, "
-        "and the clip comes too late (after step) or not at all": grad + stale,
-    }
-    if not torch.allclose(step, expected, atol=1e-6, rtol=1e-3):
-        for mistake, used in candidates.items():
-            if torch.allclose(step, lr * used, atol=1e-6, rtol=1e-3):
-                fail(ex, mistake + ".")
-        error = (step - expected).abs().max()
+    if steps[0] == 0:
+        fail(ex, "the world model's parameters changed, but agent.optimizers['model'].step() was never called: you "
+                 "stepped another optimiser (one you created?). Use the agent's own, agent.optimizers['model']: it "
+                 "keeps its state (Adam's moment estimates) from one update to the next, and has the model's "
+                 "learning rate.")
+    if steps[0] > 1:
+        fail(ex, f"agent.optimizers['model'].step() was called {steps[0]} times in one update; call it once.")
+    if not _close(used, expected):
+        mistake = _name_the_step(used, grad, stale, clip)
+        if mistake:
+            fail(ex, mistake + ".")
+        error = float((used - expected).norm() / expected.norm())
         fail(ex, f"the parameter update differs from the library's DreamerV1.update_world_model on the same batch "
-                 f"(max error {error:.3g}). Use agent.world_model_loss(...), zero_grad, backward, clip_grad_norm_ "
-                 "with agent.config.grad_clip, then agent.optimizers['model'].step().")
+                 f"(relative error {error:.3g}, with agent.config.grad_clip = {clip:g}). Use "
+                 "agent.world_model_loss(...), zero_grad, backward, clip_grad_norm_ with agent.config.grad_clip, then "
+                 "agent.optimizers['model'].step().")
     if not isinstance(metrics, dict) or "image_loss" not in metrics:
-        fail(ex, "return the metrics dict of world_model_loss (with image_loss, reward_loss, kl, ...).")
+        fail(ex, "return the metrics dict of world_model_loss (with image_loss, reward_loss, kl, ...); got "
+                 f"{type(metrics).__name__}" + (" (did you forget `return`?)" if metrics is None else "") + ".")
     if any(isinstance(v, torch.Tensor) and v.requires_grad for v in metrics.values()):
         fail(ex, "detach the returned metrics (v.detach()): kept graphs hold on to memory across updates.")
-    passed(ex, "loss -> zero_grad -> backward -> clip -> step of the model optimiser, and nothing else.")
+    if "model_grad_norm" not in metrics:
+        fail(ex, "the metrics have no 'model_grad_norm': keep what nn.utils.clip_grad_norm_ returns (the norm "
+                 "before clipping) as metrics['model_grad_norm'], to see how often the clip acts.")
+    norm, reference_norm = metrics["model_grad_norm"], reference_metrics["model_grad_norm"]
+    if not (isinstance(norm, torch.Tensor) and norm.numel() == 1 or isinstance(norm, float)):
+        fail(ex, "metrics['model_grad_norm'] should be the one-number tensor clip_grad_norm_ returns; got "
+                 f"{type(norm).__name__}" + (f" of shape {tuple(norm.shape)}" if isinstance(norm, torch.Tensor) else "")
+                 + ".")
+    norm = float(norm)
+    if abs(norm - float(reference_norm)) > 1e-3 * float(reference_norm):
+        after = " (the norm AFTER clipping: keep the return value of clip_grad_norm_, the norm before)" \
+            if abs(norm - clip) < 1e-3 * clip else ""
+        fail(ex, f"metrics['model_grad_norm'] is {norm:.4g}; the gradient's norm before clipping is "
+                 f"{float(reference_norm):.4g}{after}.")
 
 
 def _reference_variants(agent, images, actions, context):
@@ -162,7 +242,11 @@ def check_open_loop(open_loop, agent=None) -> None:
         torch.manual_seed(0)
         expected = agent.open_loop(images, actions, context)
         torch.manual_seed(0)
-        out = open_loop(agent, images, actions, context)
+        out = call(ex, open_loop, agent, images, actions, context,
+                   what=f"calling your open_loop(agent, images (T={steps}, B={batch}, 64, 64, 3), actions, "
+                        f"context={context})",
+                   hints=((r"has no attribute 'at'|RSSMState", "rollout_observation returns (posteriors, priors), each "
+                           "an RSSMState of (T, B, ...) tensors; its last state is posteriors.at(-1)."),))
         if not isinstance(out, torch.Tensor):
             fail(ex, f"open_loop should return a uint8 tensor of frames; got {type(out).__name__}.")
         variants = _reference_variants(agent, images, actions, context) if out.shape == expected.shape else {}
