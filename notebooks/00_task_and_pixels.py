@@ -1,17 +1,35 @@
 # %%
-# On Colab, install the course library first; elsewhere this cell does nothing.
+# On Colab, install the course library (the base package: Pendulum needs no MuJoCo); anywhere
+# else this cell does nothing. It is the same in every lesson and workbook: its one source is
+# tools/colab_cell.py, which `python tools/make_workbooks.py` copies into each lesson (a test
+# checks). A failed install prints what to do instead of stopping the lesson here.
 import sys
 
 if "google.colab" in sys.modules:
-    import os
+    import importlib
+    import importlib.util
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "dreamer-course[dmc] @ git+https://github.com/dreamer-course/dreamer-course"], check=True)
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    SOURCE = "git+https://github.com/dreamer-course/dreamer-course"  # the course repository
+    if importlib.util.find_spec("dreamer_lib") is None:  # not installed in this runtime yet
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"dreamer-course @ {SOURCE}"],
+                             capture_output=True, text=True)
+        importlib.invalidate_caches()
+        if pip.returncode == 0:
+            print(f"Installed the course library from {SOURCE}.")
+        else:
+            said = (pip.stderr or pip.stdout).strip().splitlines()
+            print(f"Could not install the course library from {SOURCE} (pip: {said[-1] if said else pip.returncode}). "
+                  "Fix: check that this runtime is online, then run this cell again. Or install it another way "
+                  "and run this cell again (it then does nothing): download the repository as a zip (on GitHub: "
+                  "Code > Download ZIP), upload it in Colab's Files panel and run "
+                  "`!unzip -q dreamer-course-main.zip && pip install -q ./dreamer-course-main`; or, with a copy "
+                  "of the repository on Google Drive or another local path, `!pip install -q /path/to/dreamer-course`.")
 
 # %% [markdown]
 # # Lesson 0: The task and its pixels
+#
+# *Time to run:* ci: 2 s, cpu (2 cores): 9 s, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # **Dreamer** (Hafner et al. 2020, *Dream to Control*) learns to act from pixels in three loops
 # that run side by side. It learns a **world model** from replayed experience: an encoder turns
@@ -45,7 +63,7 @@ if "google.colab" in sys.modules:
 # | [4 world model training](04_world_model.ipynb) | one world-model training step, open-loop prediction | loss curves, reconstructions, the `openl` strip |
 # | [5 actor-critic in imagination](05_actor_critic.ipynb) | lambda-returns, the actor loss through the dynamics | imagined rollouts and their returns |
 # | [6 Dreamer end to end](06_dreamer_end_to_end.ipynb) | the full training loop (algorithm 1) | a learning curve on pixel Pendulum, the trained policy |
-# | 7 imagination debugger | tools to look inside a trained agent | what the agent imagines next to what happens |
+# | [7 imagination debugger](07_imagination_debugger.ipynb) | tools to look inside a trained agent | what the agent imagines next to what happens |
 #
 # **This lesson** looks at the first box: the environment. You will see exactly what Dreamer
 # observes (64x64x3 uint8 frames, nothing else), what its actions mean, how one *agent step* is
@@ -264,13 +282,18 @@ for t in range(50):
 print(f"50 agent steps, largest reward difference: {max(differences):.1e}")
 
 # %% [markdown]
-# ## What we have
+# ## Summary
 #
-# The data Dreamer learns from: episodes of 64x64x3 `uint8` frames with the action before each
-# frame and the summed reward after it, 100 agent steps (200 env frames) per Pendulum episode.
-# Random play scores around $-1{,}200$ to $-1{,}700$. Next, [lesson 1](01_encoder_decoder.ipynb)
-# builds the convolutional encoder that turns each frame into 1024 features and the decoder that
-# turns a latent state back into a frame.
+# - Dreamer sees only 64x64x3 `uint8` frames; its actions are in $[-1, 1]$ and the wrapper scales
+#   them to the env's own range.
+# - Action repeat 2: one agent step is two env frames, and its reward is the sum of the two; a
+#   Pendulum episode is 200 env frames = 100 agent steps = 101 rows, the reset row included.
+# - Row $t$ of an episode holds the frame $o_t$, the action that led to it, the reward received
+#   on arriving and the discount.
+# - Random play scores around $-1{,}200$ to $-1{,}700$; the reward is dense and never positive.
+#
+# Next, [lesson 1](01_encoder_decoder.ipynb) builds the convolutional encoder that turns each
+# frame into 1024 features and the decoder that turns a latent state back into a frame.
 
 # %%
 print(f"Lesson 0 ran in {scale.elapsed()} at scale {scale.name}")

@@ -1,24 +1,44 @@
 # %%
-# On Colab, install the course library first; elsewhere this cell does nothing.
+# On Colab, install the course library (the base package: Pendulum needs no MuJoCo); anywhere
+# else this cell does nothing. It is the same in every lesson and workbook: its one source is
+# tools/colab_cell.py, which `python tools/make_workbooks.py` copies into each lesson (a test
+# checks). A failed install prints what to do instead of stopping the lesson here.
 import sys
 
 if "google.colab" in sys.modules:
-    import os
+    import importlib
+    import importlib.util
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "dreamer-course[dmc] @ git+https://github.com/dreamer-course/dreamer-course"], check=True)
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    SOURCE = "git+https://github.com/dreamer-course/dreamer-course"  # the course repository
+    if importlib.util.find_spec("dreamer_lib") is None:  # not installed in this runtime yet
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"dreamer-course @ {SOURCE}"],
+                             capture_output=True, text=True)
+        importlib.invalidate_caches()
+        if pip.returncode == 0:
+            print(f"Installed the course library from {SOURCE}.")
+        else:
+            said = (pip.stderr or pip.stdout).strip().splitlines()
+            print(f"Could not install the course library from {SOURCE} (pip: {said[-1] if said else pip.returncode}). "
+                  "Fix: check that this runtime is online, then run this cell again. Or install it another way "
+                  "and run this cell again (it then does nothing): download the repository as a zip (on GitHub: "
+                  "Code > Download ZIP), upload it in Colab's Files panel and run "
+                  "`!unzip -q dreamer-course-main.zip && pip install -q ./dreamer-course-main`; or, with a copy "
+                  "of the repository on Google Drive or another local path, `!pip install -q /path/to/dreamer-course`.")
 
 # %% [markdown]
 # # Lesson 1: Encoder and decoder
 #
+# *Time to run:* ci: 9 s, cpu (2 cores): 1.5 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+#
 # The world model touches pixels in exactly two places. The **encoder** turns each frame $o_t$
 # into a vector $e_t$ of 1024 features, which the RSSM's posterior $q(z_t \mid h_t, e_t)$ reads
-# (lesson 3). The **decoder** turns a latent state $(h_t, z_t)$ back into a frame: it gives the
-# mean of the image likelihood $p(o_t \mid h_t, z_t)$, whose log-probability is the
-# reconstruction term of the world-model loss (section 4 of the paper, $\ln q(o_t \mid s_t)$ in
-# eq. 10). The paper takes both networks from World Models (Ha & Schmidhuber 2018; appendix A).
+# (lesson 3). The **decoder** turns a latent state $s_t = (h_t, z_t)$ back into a frame: it gives
+# the mean of the image likelihood, the *observation model* $p(o_t \mid s_t)$, whose
+# log-probability is the reconstruction term of the world-model loss (section 4 of the paper,
+# eq. 10; the paper writes it $q(o_t \mid s_t)$, its letters swapped as lesson 3 explains: in
+# this course $p$ is the generative model, $q$ the posterior). The paper takes both networks from
+# World Models (Ha & Schmidhuber 2018; appendix A).
 #
 # ```
 # env -> buffer -> [ENCODER] -> RSSM -> (h_t, z_t) -> [DECODER] -> image likelihood
@@ -96,7 +116,13 @@ print("round trip exact:", bool((to_uint8(x).numpy() == frame).all()))
 # batch `(B, 3, 64, 64)` when acting, or `(T, B, 3, 64, 64)` when the world model encodes a whole
 # batch of sequences at once (time-major, lesson 2). `nn.Conv2d` only takes `(N, C, H, W)`: flatten
 # the leading dimensions into one, run the convs, flatten each (256, 2, 2) map into 1024 features,
-# and restore the leading dimensions. This cell is the library's `dreamer_lib.networks` code.
+# and restore the leading dimensions.
+#
+# **`# @save`.** A cell whose first line is `# @save dreamer_lib.<module>` holds code that is the
+# library's, word for word: every class and function in it, reference solution included, is the
+# text of `dreamer_lib/<module>.py` (a test, `tests/test_notebooks.py`, checks it). So the cell
+# below is exactly the encoder that `dreamer-train` runs; your version replaces it only in this
+# notebook.
 
 # %%
 # @save dreamer_lib.networks
@@ -178,7 +204,9 @@ print("parameters:", sum(p.numel() for p in deconv.parameters()), "vs", linear.w
 # Write `forward`: flatten the leading dimensions of `features` to one, apply `self.dense` and
 # `self.deconv1`, reshape the 3200 numbers to `(N, 4 * depth, 5, 5)`, add `self.deconv1_bias`, ReLU,
 # run `self.deconvs`, and restore the leading dimensions in front of `(3, 64, 64)`. Note that
-# `self.dense` has no activation after it (as the official code).
+# `self.dense` has no activation after it (as the official code), and there is **no sigmoid at the
+# end**: pixels are in $[-0.5, 0.5]$ after `preprocess`, and the output is the unbounded mean of a
+# Gaussian, not a pixel value squeezed into a range.
 
 # %%
 # @save dreamer_lib.networks
@@ -243,8 +271,8 @@ for name, module in [("  dense", decoder.dense), ("  deconv1 (+ bias)", decoder.
 # $64 \cdot 64 \cdot 3 = 12{,}288$ pixel values, independent given the state (official code:
 # `Independent(Normal(mean, 1), 3)`). Its log-probability is
 #
-# $$\ln p(o \mid h, z) = \sum_{\text{pixels}} \Big(-\tfrac12 (o - \mu)^2 - \tfrac12 \ln 2\pi\Big)
-#   = -\tfrac12 \lVert o - \mu \rVert^2 - 11{,}291.9,$$
+# $$\ln p(o_t \mid s_t) = \sum_{\text{pixels}} \Big(-\tfrac12 (o_t - \mu)^2 - \tfrac12 \ln 2\pi\Big)
+#   = -\tfrac12 \lVert o_t - \mu \rVert^2 - 11{,}291.9,$$
 #
 # so maximising it is minimising half the summed squared error; the constant has no gradient.
 # The library keeps it so that the losses read like the official code's. Summing (not averaging)
@@ -387,6 +415,19 @@ show_reconstructions(test_frames, f"held-out frames, after {steps} training step
 # frame does not even show which way the pendulum swings. The RSSM of
 # [lesson 3](03_rssm.ipynb) puts memory and dynamics between the encoder and the decoder, and the
 # [replay buffer](02_replay_buffer.ipynb) of the next lesson feeds it sequences.
+#
+# ## Summary
+#
+# - The encoder's four 4x4 stride-2 convolutions (no padding) turn a 64x64x3 frame into 1024
+#   features; the decoder's dense layer and transposed convolutions (kernels 5, 5, 6, 6) turn a
+#   feature vector back into 64x64x3. Both take any number of leading dimensions.
+# - On its 1x1 input the decoder's first transposed convolution is exactly a linear map plus one
+#   bias per channel.
+# - The image term is the log-likelihood of a unit-variance Gaussian: $-\tfrac12$ the squared
+#   error summed over 12,288 pixel values, minus a constant of 11,291.9 nats.
+# - Trained as an autoencoder through a bottleneck the size of the RSSM's features, the pair
+#   redraws the pendulum's angle on held-out frames and loses the faint torque arc (gpu and cpu
+#   scales; the ci scale only proves the code runs). It cannot predict: that is the RSSM's job.
 
 # %%
 print(f"Lesson 1 ran in {scale.elapsed()} at scale {scale.name}")

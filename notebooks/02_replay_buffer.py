@@ -1,17 +1,35 @@
 # %%
-# On Colab, install the course library first; elsewhere this cell does nothing.
+# On Colab, install the course library (the base package: Pendulum needs no MuJoCo); anywhere
+# else this cell does nothing. It is the same in every lesson and workbook: its one source is
+# tools/colab_cell.py, which `python tools/make_workbooks.py` copies into each lesson (a test
+# checks). A failed install prints what to do instead of stopping the lesson here.
 import sys
 
 if "google.colab" in sys.modules:
-    import os
+    import importlib
+    import importlib.util
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "dreamer-course[dmc] @ git+https://github.com/dreamer-course/dreamer-course"], check=True)
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    SOURCE = "git+https://github.com/dreamer-course/dreamer-course"  # the course repository
+    if importlib.util.find_spec("dreamer_lib") is None:  # not installed in this runtime yet
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"dreamer-course @ {SOURCE}"],
+                             capture_output=True, text=True)
+        importlib.invalidate_caches()
+        if pip.returncode == 0:
+            print(f"Installed the course library from {SOURCE}.")
+        else:
+            said = (pip.stderr or pip.stdout).strip().splitlines()
+            print(f"Could not install the course library from {SOURCE} (pip: {said[-1] if said else pip.returncode}). "
+                  "Fix: check that this runtime is online, then run this cell again. Or install it another way "
+                  "and run this cell again (it then does nothing): download the repository as a zip (on GitHub: "
+                  "Code > Download ZIP), upload it in Colab's Files panel and run "
+                  "`!unzip -q dreamer-course-main.zip && pip install -q ./dreamer-course-main`; or, with a copy "
+                  "of the repository on Google Drive or another local path, `!pip install -q /path/to/dreamer-course`.")
 
 # %% [markdown]
 # # Lesson 2: The replay buffer
+#
+# *Time to run:* ci: 2 s, cpu (2 cores): 8 s, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # Dreamer keeps every episode it has played and trains the world model on **windows**: B
 # stretches of T consecutive steps, cut from random episodes at random places (the paper and the
@@ -253,11 +271,18 @@ print("same episodes as before:", len(restored) == len(buffer) and all(
     np.array_equal(a[k], b[k]) for a, b in zip(restored.episodes, buffer.episodes) for k in KEYS))
 
 # %% [markdown]
-# ## What we have
+# ## Summary
 #
-# A buffer that keeps whole episodes in RAM and on disk, and a sampler that cuts B windows of T
-# consecutive steps, each inside one episode, stacked time-major as `(T, B, ...)`: exactly what
-# the world model consumes. [Lesson 3](03_rssm.ipynb) builds the RSSM that runs over those T steps.
+# - The buffer keeps whole episodes, in RAM and as one `.npz` file each on disk; a damaged file
+#   is skipped with a warning.
+# - The sampler picks an episode, then a start inside it: every window of T steps lies inside
+#   one episode, and B windows are stacked time-major as `(T, B, ...)`, what the world model
+#   consumes. A window across an episode end would show the pendulum teleporting.
+# - Uniform starts see the first and last T - 1 rows of an episode less often, the reset frame
+#   least.
+# - Frames are `uint8`, 12,288 bytes each; `replay_capacity` bounds the frames kept in RAM.
+#
+# [Lesson 3](03_rssm.ipynb) builds the RSSM that runs over those T steps.
 
 # %%
 shutil.rmtree(directory)  # the lesson's episode files; a training run keeps its own

@@ -1,17 +1,35 @@
 # %%
-# On Colab, install the course library first; elsewhere this cell does nothing.
+# On Colab, install the course library (the base package: Pendulum needs no MuJoCo); anywhere
+# else this cell does nothing. It is the same in every lesson and workbook: its one source is
+# tools/colab_cell.py, which `python tools/make_workbooks.py` copies into each lesson (a test
+# checks). A failed install prints what to do instead of stopping the lesson here.
 import sys
 
 if "google.colab" in sys.modules:
-    import os
+    import importlib
+    import importlib.util
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "dreamer-course[dmc] @ git+https://github.com/dreamer-course/dreamer-course"], check=True)
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    SOURCE = "git+https://github.com/dreamer-course/dreamer-course"  # the course repository
+    if importlib.util.find_spec("dreamer_lib") is None:  # not installed in this runtime yet
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"dreamer-course @ {SOURCE}"],
+                             capture_output=True, text=True)
+        importlib.invalidate_caches()
+        if pip.returncode == 0:
+            print(f"Installed the course library from {SOURCE}.")
+        else:
+            said = (pip.stderr or pip.stdout).strip().splitlines()
+            print(f"Could not install the course library from {SOURCE} (pip: {said[-1] if said else pip.returncode}). "
+                  "Fix: check that this runtime is online, then run this cell again. Or install it another way "
+                  "and run this cell again (it then does nothing): download the repository as a zip (on GitHub: "
+                  "Code > Download ZIP), upload it in Colab's Files panel and run "
+                  "`!unzip -q dreamer-course-main.zip && pip install -q ./dreamer-course-main`; or, with a copy "
+                  "of the repository on Google Drive or another local path, `!pip install -q /path/to/dreamer-course`.")
 
 # %% [markdown]
 # # Lesson 3: The recurrent state-space model (RSSM)
+#
+# *Time to run:* ci: 5 s, cpu (2 cores): 1.1 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # The encoder of lesson 1 turns one frame into an embedding $e_t$. A frame alone does not say
 # how fast the pendulum swings, and a world model that imagines the future must carry a memory.
@@ -211,7 +229,9 @@ check_kl_divergence(kl_divergence)
 #
 # **Exercise 3.2.** Write `kl_loss(posterior, prior, free_nats)` returning two values: the
 # clamped loss to optimise, and the *unclamped* mean KL to log (a clamped value would always
-# read 3.0 and hide what the model does below the line).
+# read 3.0 and hide what the model does below the line). Call `kl_divergence(posterior, prior)`,
+# the posterior first, and clamp the **mean**, not each element (the TF1 form shown below the
+# check is only for comparison).
 
 # %%
 # @save dreamer_lib.rssm
@@ -549,6 +569,18 @@ plt.show()
 #   differences compound into different futures. A better-trained prior is narrower where the
 #   physics is predictable, so its trajectories stay together longer; lesson 4 looks at the
 #   same thing in pixels, with the open-loop prediction strip.
+#
+# ## Summary
+#
+# - The latent state is $s_t = (h_t, z_t)$: a deterministic GRU state $h_t$ that carries memory
+#   and a stochastic Gaussian $z_t$; the heads read the features $[z_t, h_t]$.
+# - The prior $p(z_t \mid h_t)$ predicts without the frame, the posterior $q(z_t \mid h_t, e_t)$
+#   also reads it; both draw reparameterised samples, so gradients flow through $z$.
+# - The KL term is $\mathrm{KL}(q \,\|\, p)$, posterior first, in closed form for diagonal
+#   Gaussians; free nats clamp its mean over batch and time at 3 nats, and below the line it sends
+#   no gradient at all (the TF1 per-element form keeps a gradient for large-KL states).
+# - *Observe* runs prior then posterior at each step; *imagine* runs the prior alone, and
+#   imagined trajectories from one state draw apart as their samples feed back into the GRU.
 #
 # Next, lesson 4 trains the whole world model (encoder, RSSM, decoder and reward head together)
 # with `DreamerV1.world_model_loss`, and looks at what it predicts open-loop.

@@ -1,17 +1,35 @@
 # %%
-# On Colab, install the course library first; elsewhere this cell does nothing.
+# On Colab, install the course library (the base package: Pendulum needs no MuJoCo); anywhere
+# else this cell does nothing. It is the same in every lesson and workbook: its one source is
+# tools/colab_cell.py, which `python tools/make_workbooks.py` copies into each lesson (a test
+# checks). A failed install prints what to do instead of stopping the lesson here.
 import sys
 
 if "google.colab" in sys.modules:
-    import os
+    import importlib
+    import importlib.util
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "dreamer-course[dmc] @ git+https://github.com/dreamer-course/dreamer-course"], check=True)
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    SOURCE = "git+https://github.com/dreamer-course/dreamer-course"  # the course repository
+    if importlib.util.find_spec("dreamer_lib") is None:  # not installed in this runtime yet
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"dreamer-course @ {SOURCE}"],
+                             capture_output=True, text=True)
+        importlib.invalidate_caches()
+        if pip.returncode == 0:
+            print(f"Installed the course library from {SOURCE}.")
+        else:
+            said = (pip.stderr or pip.stdout).strip().splitlines()
+            print(f"Could not install the course library from {SOURCE} (pip: {said[-1] if said else pip.returncode}). "
+                  "Fix: check that this runtime is online, then run this cell again. Or install it another way "
+                  "and run this cell again (it then does nothing): download the repository as a zip (on GitHub: "
+                  "Code > Download ZIP), upload it in Colab's Files panel and run "
+                  "`!unzip -q dreamer-course-main.zip && pip install -q ./dreamer-course-main`; or, with a copy "
+                  "of the repository on Google Drive or another local path, `!pip install -q /path/to/dreamer-course`.")
 
 # %% [markdown]
 # # Lesson 5: Behaviour learning in imagination
+#
+# *Time to run:* ci: 4 s, cpu (2 cores): 4 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # Lessons 3 and 4 built a world model that can predict the future from a latent state without
 # looking at the environment. This lesson turns that model into behaviour: Dreamer trains an
@@ -152,8 +170,9 @@ print(f"equation 6 as a mixture: (1-l)(V1 + l V2 + l^2 V3) + l^3 V4 = {mixture:.
 # ### Exercise 5.1: vectorised $\lambda$-returns
 #
 # Now for tensors: rewards, values and discounts of shape `(H, N)` (time-major: `H` imagined
-# steps from `N` start states) and a bootstrap of shape `(N,)`. The recursion runs backwards
-# over time, but everything across the `N` rollouts happens at once. Build
+# steps from `N` start states) and a bootstrap of shape `(N,)`. The bootstrap is $v_H$, the
+# value of the state *after* the last step, not `values[-1]` (that is $v_{H-1}$). The recursion
+# runs backwards over time, but everything across the `N` rollouts happens at once. Build
 # `next_values` $v_{t+1}$ with one `torch.cat`, precompute the part that does not depend on
 # $R_{t+1}$, then loop backwards. Keep everything in torch: the actor will backpropagate through
 # these returns.
@@ -298,7 +317,8 @@ check_critic_loss(compute_critic_loss)
 #
 # ### Exercise 5.4: `imagine_step(rssm, actor, state) -> (action, next_state)`
 #
-# Sample the action with `rsample()` (differentiable), then call `rssm.prior`.
+# Sample the action with `rsample()` (differentiable; the actor's `TanhNormal` has only
+# `rsample()`, no `sample()`), then call `rssm.prior`.
 
 # %%
 def imagine_step(rssm, actor, state):

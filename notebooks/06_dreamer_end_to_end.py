@@ -1,17 +1,35 @@
 # %%
-# On Colab, install the course library first; elsewhere this cell does nothing.
+# On Colab, install the course library (the base package: Pendulum needs no MuJoCo); anywhere
+# else this cell does nothing. It is the same in every lesson and workbook: its one source is
+# tools/colab_cell.py, which `python tools/make_workbooks.py` copies into each lesson (a test
+# checks). A failed install prints what to do instead of stopping the lesson here.
 import sys
 
 if "google.colab" in sys.modules:
-    import os
+    import importlib
+    import importlib.util
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "dreamer-course[dmc] @ git+https://github.com/dreamer-course/dreamer-course"], check=True)
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    SOURCE = "git+https://github.com/dreamer-course/dreamer-course"  # the course repository
+    if importlib.util.find_spec("dreamer_lib") is None:  # not installed in this runtime yet
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"dreamer-course @ {SOURCE}"],
+                             capture_output=True, text=True)
+        importlib.invalidate_caches()
+        if pip.returncode == 0:
+            print(f"Installed the course library from {SOURCE}.")
+        else:
+            said = (pip.stderr or pip.stdout).strip().splitlines()
+            print(f"Could not install the course library from {SOURCE} (pip: {said[-1] if said else pip.returncode}). "
+                  "Fix: check that this runtime is online, then run this cell again. Or install it another way "
+                  "and run this cell again (it then does nothing): download the repository as a zip (on GitHub: "
+                  "Code > Download ZIP), upload it in Colab's Files panel and run "
+                  "`!unzip -q dreamer-course-main.zip && pip install -q ./dreamer-course-main`; or, with a copy "
+                  "of the repository on Google Drive or another local path, `!pip install -q /path/to/dreamer-course`.")
 
 # %% [markdown]
 # # Lesson 6: Dreamer end to end
+#
+# *Time to run:* ci: 8 s, cpu (2 cores): 55 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # Every part exists now: the env and its pixel wrapper (lesson 0), the replay buffer, the
 # encoder and decoder, the RSSM and its losses, the actor and critic (lesson 5). This lesson
@@ -62,7 +80,6 @@ scale = setup("Lesson 6: Dreamer end to end", seed=3)
 
 # %%
 import inspect
-import pathlib
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -128,11 +145,15 @@ print(source[source.index("        latent, prev_action"):])
 # env frames, the last training episode's return, the updates so far and the latest evaluation.
 #
 # On the CPU scale this cell takes about an hour (50,000 env frames, about 4,900 updates); at
-# the ci scale it only proves that the loop runs. The run folder is `runs/lesson6` (at the ci
-# scale `runs/lesson6-ci`, so that a quick check never mixes with a real run).
+# the ci scale it only proves that the loop runs. The run folder is `lesson6` (at the ci scale
+# `lesson6-ci`, so that a quick check never mixes with a real run) inside `runs_dir()`, the one
+# folder for the course's runs: `notebooks/runs`, found the same from a lesson and from its
+# workbook, so lesson 7 and its workbook find this run (`DREAMER_RUNS=PATH` moves it).
 
 # %%
-RUN = pathlib.Path("runs/lesson6" if scale.name != "ci" else "runs/lesson6-ci")
+from dreamer_lib.course.scale import runs_dir
+
+RUN = runs_dir() / ("lesson6" if scale.name != "ci" else "lesson6-ci")
 trainer = Trainer(config, RUN, progress=True)
 print(f"run folder {RUN} | device {trainer.agent.device} | precision {trainer.agent.precision} | "
       f"{'fast' if config.fast else 'plain'} update path")
@@ -226,7 +247,7 @@ from PIL import ImageSequence
 with PILImage.open(RUN / "eval.gif") as gif:
     frames = np.stack([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(gif)])
 print("eval episode:", frames.shape, "(frames upscaled x2 in the GIF)")
-HTML(pictures.animation_html(frames[::2], fps=10, scale=1))
+HTML(pictures.animation_html(frames[:, ::2, ::2], fps=10, scale=2))  # the 64x64 frames, shown x2
 
 # %% [markdown]
 # And the world model's **open-loop prediction** (`openl.png`, the official code's "openl"

@@ -1,17 +1,36 @@
 # %%
-# On Colab, install the course library first; elsewhere this cell does nothing.
+# On Colab, install the course library (the base package: Pendulum needs no MuJoCo); anywhere
+# else this cell does nothing. It is the same in every lesson and workbook: its one source is
+# tools/colab_cell.py, which `python tools/make_workbooks.py` copies into each lesson (a test
+# checks). A failed install prints what to do instead of stopping the lesson here.
 import sys
 
 if "google.colab" in sys.modules:
-    import os
+    import importlib
+    import importlib.util
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "dreamer-course[dmc] @ git+https://github.com/dreamer-course/dreamer-course"], check=True)
-    os.environ.setdefault("MUJOCO_GL", "egl")
+    SOURCE = "git+https://github.com/dreamer-course/dreamer-course"  # the course repository
+    if importlib.util.find_spec("dreamer_lib") is None:  # not installed in this runtime yet
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"dreamer-course @ {SOURCE}"],
+                             capture_output=True, text=True)
+        importlib.invalidate_caches()
+        if pip.returncode == 0:
+            print(f"Installed the course library from {SOURCE}.")
+        else:
+            said = (pip.stderr or pip.stdout).strip().splitlines()
+            print(f"Could not install the course library from {SOURCE} (pip: {said[-1] if said else pip.returncode}). "
+                  "Fix: check that this runtime is online, then run this cell again. Or install it another way "
+                  "and run this cell again (it then does nothing): download the repository as a zip (on GitHub: "
+                  "Code > Download ZIP), upload it in Colab's Files panel and run "
+                  "`!unzip -q dreamer-course-main.zip && pip install -q ./dreamer-course-main`; or, with a copy "
+                  "of the repository on Google Drive or another local path, `!pip install -q /path/to/dreamer-course`.")
 
 # %% [markdown]
 # # Lesson 7: The imagination debugger
+#
+# *Time to run:* ci: 11 s, cpu (2 cores): 1.5 min, gpu: not measured yet (cpu: with lesson 6's
+# trained run on disk) · Words: the [glossary](GLOSSARY.md).
 #
 # A Dreamer agent that does not learn rarely crashes: it trains quietly on a world model that
 # is wrong in some way, and the actor optimises the wrong dream. The losses alone seldom say
@@ -43,8 +62,11 @@ scale = setup("Lesson 7: the imagination debugger")
 #
 # The debugger needs a run folder written by `dreamer-train` or by lesson 6 (its `config.json`,
 # `checkpoint.pt` and `episodes/`). `load_agent` rebuilds the agent with the run's own config,
-# whatever the preset. We use lesson 6's run if it exists; set `RUN` to any other run folder to
-# debug that one instead.
+# whatever the preset. We use lesson 6's run if it exists (`runs_dir() / "lesson6"`, i.e.
+# `notebooks/runs/lesson6`, the same folder from this lesson and from its workbook); set `RUN`
+# to any other run folder to debug that one instead. Without a trained run, the cell says so in
+# a banner and trains a tiny one that has learned nothing: every picture below then only shows
+# that the tools run.
 
 # %%
 import pathlib
@@ -56,18 +78,24 @@ import torch
 from dreamer_lib.buffer import ReplayBuffer
 from dreamer_lib.config import make_config
 from dreamer_lib.course import pictures
+from dreamer_lib.course.scale import runs_dir
 from dreamer_lib.evaluate import load_agent
 from dreamer_lib.run_folder import CSVLog
 from dreamer_lib.train import Trainer
 
-RUN = pathlib.Path("runs/lesson6")
+RUN = runs_dir() / "lesson6"
 if not (RUN / "checkpoint.pt").exists():
-    print(f"There is no trained run at notebooks/{RUN}. To debug an agent that has learned something, make one first:\n"
-          f"  - run lesson 6 (06_dreamer_end_to_end), which writes notebooks/{RUN}, or\n"
-          f"  - from the repository root: dreamer-train --logdir notebooks/{RUN} --steps 20000\n"
-          "Until then this lesson trains a TINY run with the ci preset (a few seconds; it learns nothing, "
-          "it only lets every tool below run).")
-    RUN = pathlib.Path("runs/lesson7-tiny-ci")
+    banner = "!" * 100
+    print(f"{banner}\n"
+          f"!!  NO TRAINED RUN at {RUN}\n"
+          f"!!  This lesson now trains a TINY run with the ci preset ({runs_dir() / 'lesson7-tiny-ci'}).\n"
+          "!!  It has learned NOTHING: every picture below only shows that the tools run, not what a\n"
+          "!!  trained agent sees, imagines or does. For the real lesson, make a trained run first:\n"
+          f"!!    - run lesson 6 (06_dreamer_end_to_end) at the cpu or gpu scale, which writes {RUN}, or\n"
+          f"!!    - or train one from a terminal: dreamer-train --logdir {RUN} --steps 20000\n"
+          "!!  then run this lesson again.\n"
+          f"{banner}")
+    RUN = runs_dir() / "lesson7-tiny-ci"
     Trainer(make_config("ci", device=scale.device.type), RUN, progress=False).run()
 agent, env, checkpoint = load_agent(RUN, device=scale.device.type)
 print(f"debugging {RUN}: preset {agent.config.preset}, {checkpoint['env_frames']} env frames, "
@@ -115,14 +143,14 @@ figure = pictures.debugger_frame(traces, t=start + 8)
 plt.show()
 
 # %% [markdown]
-# The same, for every step of the episode, as a static animation (it plays on GitHub and in any
-# viewer, without a kernel): real | posterior | open loop (red frame once it predicts blind) |
-# imagination (grey outside the imagined span).
+# The same, for every second step of the episode, as an animated GIF (it plays without a kernel
+# or JavaScript, in any viewer that shows HTML): real | posterior | open loop (red frame once it
+# predicts blind) | imagination (grey outside the imagined span).
 
 # %%
 from IPython.display import HTML
 
-HTML(pictures.animation_html(pictures.debugger_video(traces, scale=2, every=2), fps=6, scale=1))
+HTML(pictures.animation_html(pictures.debugger_video(traces, scale=2, every=2), fps=6, scale=1, max_kb=200))
 
 # %% [markdown]
 # ### The interactive debugger

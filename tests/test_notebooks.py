@@ -6,6 +6,7 @@ import ast
 import importlib
 import inspect
 import pathlib
+import re
 import sys
 import textwrap
 
@@ -103,3 +104,73 @@ def test_workbook_stops_only_at_an_exercise(lesson, monkeypatch):
         pytest.fail(f"{lesson.stem} workbook ran to the end without meeting its exercises")
     finally:
         InteractiveShell.clear_instance()
+
+
+# "*Time to run:* ci: 3 s, cpu (2 cores): 24 min, gpu: not measured yet" in each lesson's first markdown cell
+TIMES = re.compile(r"\*Time to run:\* ci: (?P<ci>[\d.]+ (?:s|min)), cpu \(2 cores\): (?P<cpu>[\d.]+ (?:s|min)), "
+                   r"gpu: (?P<gpu>[\d.]+ (?:s|min)|not measured yet)")
+RAN = re.compile(r"Lesson \d+ ran in (?P<seconds>\d+) s at scale (?P<scale>\w+)")
+
+
+def seconds(text: str) -> float:
+    number, unit = text.split()
+    return float(number) * (60 if unit == "min" else 1)
+
+
+def stated_times(lesson: pathlib.Path) -> dict:
+    first = next(c for c in jupytext.read(lesson).cells if c.cell_type == "markdown")
+    match = TIMES.search(first.source.replace("\n", " "))
+    assert match, (f"{lesson.name}'s first markdown cell must state its time per scale: "
+                   "*Time to run:* ci: N s, cpu (2 cores): M min, gpu: not measured yet")
+    return match.groupdict()
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=ids)
+def test_lesson_opens_with_times_and_the_glossary_and_ends_with_a_summary(lesson):
+    stated_times(lesson)
+    markdown = [c.source for c in jupytext.read(lesson).cells if c.cell_type == "markdown"]
+    assert "(GLOSSARY.md)" in markdown[0], "link the glossary from the first markdown cell"
+    assert (ROOT / "notebooks" / "GLOSSARY.md").exists()
+    assert "## Summary" in markdown[-1], f"{lesson.name} must end with a '## Summary'"
+
+
+def compare_times(stated: dict, last_output: str) -> tuple[str, str]:
+    """("ok" | "skip" | "fail", why): is the time stated for the scale of a committed run within 2x
+    of the time that run printed last (or within 10 s, for lessons of seconds)? Only cpu and gpu
+    runs are compared; ci times are seconds of noise."""
+    ran = RAN.search(last_output)
+    if not ran:
+        return "fail", "the last output must be 'Lesson N ran in X s at scale S'"
+    measured, scale = float(ran["seconds"]), ran["scale"]
+    if scale == "ci":
+        return "skip", ("committed at the ci scale; the stated cpu time is checked once the lesson is "
+                        "re-executed at the cpu scale")
+    if stated[scale] == "not measured yet":
+        return "skip", f"no {scale} time stated yet; the committed {scale} run took {measured:.0f} s"
+    if measured / 2 <= seconds(stated[scale]) <= measured * 2 or abs(seconds(stated[scale]) - measured) <= 10:
+        return "ok", ""
+    return "fail", (f"states {scale}: {stated[scale]}, but its committed {scale} run took {measured:.0f} s: "
+                    "update the first markdown cell")
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=ids)
+def test_stated_time_matches_the_committed_run(lesson):
+    notebook = jupytext.read(lesson.with_suffix(".ipynb"))
+    texts = [o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    verdict, why = compare_times(stated_times(lesson), texts[-1] if texts else "")
+    if verdict == "skip":
+        pytest.skip(f"{lesson.stem}.ipynb: {why}")
+    assert verdict == "ok", f"{lesson.stem}: {why}"
+
+
+def test_compare_times():
+    stated = TIMES.search("*Time to run:* ci: 3 s, cpu (2 cores): 24 min, gpu: not measured yet").groupdict()
+    assert compare_times(stated, "Lesson 4 ran in 1457 s at scale cpu")[0] == "ok"
+    assert compare_times(stated, "Lesson 4 ran in 3100 s at scale cpu")[0] == "fail"
+    assert compare_times(stated, "Lesson 4 ran in 600 s at scale cpu")[0] == "fail"
+    assert compare_times(stated, "Lesson 4 ran in 12 s at scale ci")[0] == "skip"
+    assert compare_times(stated, "Lesson 4 ran in 300 s at scale gpu")[0] == "skip"
+    assert compare_times(stated, "no time")[0] == "fail"
+    small = TIMES.search("*Time to run:* ci: 2 s, cpu (2 cores): 9 s, gpu: 1.5 min").groupdict()
+    assert compare_times(small, "Lesson 0 ran in 18 s at scale cpu")[0] == "ok"  # within 10 s
+    assert compare_times(small, "Lesson 0 ran in 200 s at scale gpu")[0] == "fail"

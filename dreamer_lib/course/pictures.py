@@ -1,6 +1,6 @@
-"""The lessons' pictures: imagined rollouts, the imagination debugger, metric grids, an HTML
-player for short clips. Every function returns a numpy array (uint8, H x W x 3), a dict of them, a
-matplotlib Figure or an HTML string, so it can be tested without a screen; the widgets
+"""The lessons' pictures: imagined rollouts, the imagination debugger, metric grids, short clips
+as animated GIFs inside HTML. Every function returns a numpy array (uint8, H x W x 3), a dict of
+them, a matplotlib Figure or an HTML string, so it can be tested without a screen; the widgets
 (course/widgets.py) and the notebooks are thin layers over these. The pictures a run folder
 needs (film strips, open-loop summaries, learning curves, GIFs) are the library's, in viz.py."""
 from __future__ import annotations
@@ -12,21 +12,45 @@ from PIL import Image
 from dreamer_lib.viz import _as_numpy, upscale
 
 
-def animation_html(frames, fps: int = 10, scale: int = 2) -> str:
-    """A self-contained HTML/JS player for (T, H, W, 3) frames: the static fallback for widgets,
-    which shows on GitHub and in nbval where no kernel drives a slider."""
-    from matplotlib import animation
+def animation_html(frames, fps: int = 10, scale: int = 2, max_kb: int = 400) -> str:
+    """(T, H, W, 3) uint8 frames -> an HTML `<img>` holding an animated GIF as a data URI.
 
-    frames = upscale(_as_numpy(frames), scale)
-    fig, ax = plt.subplots(figsize=(frames.shape[2] / 100, frames.shape[1] / 100), dpi=100)
-    ax.set_position([0, 0, 1, 1])
-    ax.axis("off")
-    image = ax.imshow(frames[0])
-    anim = animation.FuncAnimation(fig, lambda t: [image.set_data(frames[t])], frames=len(frames),
-                                   interval=1000 / fps)
-    html = anim.to_jshtml(default_mode="loop")
-    plt.close(fig)
-    return html
+    The static fallback for widgets: it needs no JavaScript, so it plays wherever HTML shows
+    (GitHub's notebook view, nbviewer, nbconvert's HTML, an untrusted notebook) and nbval has
+    nothing to drive. The GIF keeps the frames' own pixels, one palette of up to 256 colours for
+    the whole clip, no dithering; the browser enlarges it `scale` times (width and height of the
+    <img>, nearest-neighbour where the viewer allows styles). If the GIF is larger than `max_kb`
+    kilobytes, every other frame is dropped (each shown twice as long, so the clip keeps its
+    real-time speed) until it fits: lessons stay small enough to open."""
+    import base64
+
+    frames = _as_numpy(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise ValueError(f"Expected frames (T, H, W, 3) with T >= 1; got {frames.shape}.")
+    step = 1
+    while True:
+        data = _gif_bytes(frames[::step], duration_ms=round(1000 * step / fps))
+        if len(data) <= max_kb * 1000 or len(frames[::step]) <= 2:
+            break
+        step *= 2
+    note = f"{len(frames[::step])} frames at {fps / step:g} fps" + (
+        f" (1 in {step} of {len(frames)})" if step > 1 else "")
+    return (f'<img src="data:image/gif;base64,{base64.b64encode(data).decode("ascii")}" '
+            f'width="{frames.shape[2] * scale}" height="{frames.shape[1] * scale}" alt="animation, {note}" '
+            f'title="{note}" style="image-rendering: pixelated">')
+
+
+def _gif_bytes(frames: np.ndarray, duration_ms: int) -> bytes:
+    """An animated GIF (looping) of (T, H, W, 3) uint8 frames, with one palette for all frames."""
+    import io
+
+    sample = frames[np.linspace(0, len(frames) - 1, min(len(frames), 16)).round().astype(int)]
+    palette = Image.fromarray(np.concatenate(list(sample), axis=0)).quantize(256, method=Image.Quantize.MEDIANCUT)
+    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0,
+                   optimize=False)
+    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------------------------- imagination

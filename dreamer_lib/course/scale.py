@@ -2,10 +2,12 @@
 
 Scales: "gpu" (paper sizes, picked when CUDA is there), "cpu" (smaller, still learns), "ci"
 (tiny, only proves the code runs; nbval uses it). DREAMER_SCALE=gpu|cpu|ci overrides the choice.
+Run folders: `runs_dir()`, one root for lessons and workbooks (DREAMER_RUNS overrides it).
 """
 from __future__ import annotations
 
 import os
+import pathlib
 import platform
 import time
 from dataclasses import dataclass, field
@@ -52,3 +54,16 @@ def setup(lesson: str, seed: int = 0) -> Scale:
     print(f"{lesson} | scale: {name} (preset {config.preset}) | device: {where} | dreamer_lib {dreamer_lib.__version__} "
           f"| torch {torch.__version__} | {time.strftime('%Y-%m-%d')}")
     return Scale(name, device, config)
+
+
+def runs_dir() -> pathlib.Path:
+    """The one folder that holds the lessons' run folders, for lessons and workbooks alike.
+
+    DREAMER_RUNS=PATH sets it. Otherwise it is `runs` next to the lessons, found from the current
+    directory (Jupyter starts a notebook's kernel in the notebook's folder): in notebooks/ it is
+    notebooks/runs, and in notebooks/workbooks/ it is the same notebooks/runs, so a workbook finds
+    the run its lesson wrote. Anywhere else (Colab: /content) it is ./runs. Relative to the current
+    directory (so printed paths read the same on every machine), unless DREAMER_RUNS is set."""
+    if os.environ.get("DREAMER_RUNS"):
+        return pathlib.Path(os.environ["DREAMER_RUNS"]).expanduser().resolve()
+    return pathlib.Path("../runs" if pathlib.Path.cwd().name == "workbooks" else "runs")
