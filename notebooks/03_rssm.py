@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 3: The recurrent state-space model (RSSM)
 #
-# *Time to run:* ci: 5 s, cpu (2 cores): 1.1 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 9 s, cpu (2 cores): 2 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # The encoder of lesson 1 turns one frame into an embedding $e_t$. A frame alone does not say
 # how fast the pendulum swings, and a world model that imagines the future must carry a memory.
@@ -45,8 +45,8 @@ if "google.colab" in sys.modules:
 # - one RSSM step (exercise 3.3), then the two ways of unrolling it: *observe* (filter real
 #   frames) and *imagine* (predict with the prior alone).
 #
-# At the end you will see, on real Pendulum frames, how the prior's uncertainty compares with the
-# posterior's before and after a short training, and what imagined $z$ trajectories look like.
+# At the end you train a small model twice, with and without free nats, and see on real Pendulum
+# frames which part of the loss trains the prior, and what imagined $z$ trajectories look like.
 #
 # Where this sits: env → replay buffer → **world model (encoder → RSSM → decoder, reward)** →
 # imagination → actor-critic → env. Lesson 4 trains the whole world model; lesson 5 imagines
@@ -435,15 +435,17 @@ with torch.no_grad():
     print("parameters of the RSSM:", sum(p.numel() for p in cell.parameters()))
 
 # %% [markdown]
-# ## 8. On real frames: prior vs posterior, before and after a little training
+# ## 8. On real frames: what trains the prior
 #
 # An untrained RSSM's prior and posterior are both about $\mathcal{N}(\text{small}, 0.8^2)$
-# (softplus(0) + 0.1 ≈ 0.79): neither knows anything. To watch them separate, we train briefly
-# with a stripped-down version of the world-model loss: image reconstruction plus the free-nats
-# KL, no reward head (lesson 4 trains the full model with `DreamerV1.world_model_loss`). The
-# encoder and decoder come from lesson 1's library code; the RSSM and the KL are yours.
+# (softplus(0) + 0.1 ≈ 0.79): neither knows anything. To watch them change, we train briefly
+# with a stripped-down version of the world-model loss: image reconstruction plus the KL term
+# through your `kl_loss`, no reward head (lesson 4 trains the full model with
+# `DreamerV1.world_model_loss`). The encoder and decoder come from lesson 1's library code; the
+# RSSM and the KL are yours.
 #
-# First some data: random-action Pendulum episodes in a replay buffer.
+# First some data: random-action Pendulum episodes in a replay buffer, and a helper that builds
+# a freshly initialised model, so that we can train the same model twice.
 
 # %%
 from dreamer_lib.networks import ConvDecoder, ConvEncoder, gaussian_log_prob, preprocess
@@ -455,17 +457,19 @@ for _ in range(scale.pick(gpu=20, cpu=10, ci=2)):
     data.add_episode(run_episode(collect_env))
 print(f"{len(data)} episodes, {data.total_steps} agent steps")
 
-torch.manual_seed(0)
-encoder = ConvEncoder(config.cnn_depth).to(device)
-rssm = RSSM(1, encoder.embed_size, config.stoch_size, config.deter_size, config.hidden_size,
-            config.min_std).to(device)
-decoder = ConvDecoder(rssm.feature_size, config.cnn_depth).to(device)
-params = [*encoder.parameters(), *rssm.parameters(), *decoder.parameters()]
-optimizer = torch.optim.Adam(params, lr=config.model_lr, eps=config.adam_eps)
+
+def make_model(seed: int = 0):
+    """Encoder, your RSSM and decoder, initialised from `seed`: the same weights on every call."""
+    torch.manual_seed(seed)
+    encoder = ConvEncoder(config.cnn_depth).to(device)
+    rssm = RSSM(1, encoder.embed_size, config.stoch_size, config.deter_size, config.hidden_size,
+                config.min_std).to(device)
+    decoder = ConvDecoder(rssm.feature_size, config.cnn_depth).to(device)
+    return encoder, rssm, decoder
 
 
 @torch.no_grad()
-def filter_episode(images, actions):
+def filter_episode(encoder, rssm, images, actions):
     """Observe one episode (T, 64, 64, 3): prior/posterior mean std and KL per step."""
     images = torch.as_tensor(images, device=device)[:, None]
     actions = torch.as_tensor(actions, device=device)[:, None]
@@ -475,100 +479,185 @@ def filter_episode(images, actions):
                 kl=kl_divergence(posterior, prior)[:, 0].cpu())
 
 
-before = filter_episode(episode["image"], episode["action"])
+encoder, rssm, decoder = make_model()
+before = filter_episode(encoder, rssm, episode["image"], episode["action"])
+print(f"untrained, along the episode of section 2: mean KL {before['kl'].mean():.3f} nats | "
+      f"std of z: prior {before['prior_std'].mean():.3f}, posterior {before['posterior_std'].mean():.3f}")
 
 # %% [markdown]
-# The short training loop. Each update samples $B$ windows of $T$ steps, filters them with the
-# posterior, reconstructs every frame from $[z_t, h_t]$, and adds the clamped KL.
+# ### Which part of the loss trains the prior?
+#
+# Follow the gradients back to the **prior head**, the two layers `prior_hidden` and
+# `prior_stats` that turn $h_t$ into the prior's mean and std. The reconstruction cannot reach
+# them: the decoder reads the *posterior's* features, and `rollout_observation` continues each
+# step from the *posterior's* sample. The prior's mean and std enter the loss only through the
+# KL term. And `kl_loss` returns $\max(\overline{\mathrm{KL}}, \text{free nats})$: in an update
+# whose mean KL is below the free nats, the KL term is the constant `free_nats`, its gradient is
+# exactly zero (section 5), and the prior head gets no gradient at all. So **the prior learns
+# only in the updates whose mean KL is above the free nats.**
+#
+# To see it, we train the same model twice, from the same initial weights on the same batches:
+# with the paper's 3 free nats, and with free nats off (0). For each run the loop counts the
+# updates whose mean KL was above the line and the updates in which the prior head's gradient
+# was not zero, and measures how far the prior head's weights moved (the norm of their change).
 
 # %%
+PRIOR_HEAD = ("prior_hidden", "prior_stats")  # the layers that map h_t to the prior's mean and std
+
+
+def prior_head(rssm):
+    return [p for name in PRIOR_HEAD for p in getattr(rssm, name).parameters()]
+
+
+def train(free_nats: float, updates: int, seed: int = 0):
+    """Train a fresh model `updates` steps with image loss + kl_loss(..., free_nats); log per update."""
+    encoder, rssm, decoder = make_model(seed)
+    params = [*encoder.parameters(), *rssm.parameters(), *decoder.parameters()]
+    optimizer = torch.optim.Adam(params, lr=config.model_lr, eps=config.adam_eps)
+    start_weights = torch.cat([p.detach().flatten() for p in prior_head(rssm)]).clone()
+    rng = np.random.default_rng(seed)  # every run samples the same batches
+    log = dict(image_loss=[], kl=[], prior_grad=[])
+    for step in range(updates):
+        batch = data.sample(config.batch_size, config.seq_len, rng=rng)
+        images = torch.as_tensor(batch["image"], device=device)
+        actions = torch.as_tensor(batch["action"], device=device)
+        obs = preprocess(images)  # (T, B, 3, 64, 64)
+        posterior, prior = rssm.rollout_observation(encoder(obs), actions,
+                                                    rssm.get_initial_state(images.shape[1], device))
+        image_loss = -gaussian_log_prob(decoder(posterior.features), obs, event_dims=3).mean()
+        kl_clamped, kl = kl_loss(posterior, prior, free_nats)
+        loss = image_loss + config.kl_scale * kl_clamped
+        optimizer.zero_grad()
+        loss.backward()
+        grads = [p.grad.flatten() for p in prior_head(rssm) if p.grad is not None]
+        log["prior_grad"].append(float(torch.cat(grads).norm()) if grads else 0.0)
+        nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        log["image_loss"].append(image_loss.item())
+        log["kl"].append(kl.item())
+    moved = float((torch.cat([p.detach().flatten() for p in prior_head(rssm)]) - start_weights).norm())
+    return (encoder, rssm, decoder), {k: np.array(v) for k, v in log.items()}, moved, float(start_weights.norm())
+
+
 updates = scale.pick(gpu=500, cpu=100, ci=2)
-history = []
-for step in range(updates):
-    batch = data.sample(config.batch_size, config.seq_len)
-    images = torch.as_tensor(batch["image"], device=device)
-    actions = torch.as_tensor(batch["action"], device=device)
-    obs = preprocess(images)  # (T, B, 3, 64, 64)
-    posterior, prior = rssm.rollout_observation(encoder(obs), actions, rssm.get_initial_state(images.shape[1], device))
-    image_loss = -gaussian_log_prob(decoder(posterior.features), obs, event_dims=3).mean()
-    kl_clamped, kl = kl_loss(posterior, prior, config.free_nats)
-    loss = image_loss + config.kl_scale * kl_clamped
-    optimizer.zero_grad()
-    loss.backward()
-    nn.utils.clip_grad_norm_(params, config.grad_clip)
-    optimizer.step()
-    history.append((image_loss.item(), kl.item()))
-after = filter_episode(episode["image"], episode["action"])
-print(f"{updates} updates: image loss {history[0][0]:.0f} -> {history[-1][0]:.0f}, "
-      f"mean KL {history[0][1]:.2f} -> {history[-1][1]:.2f} nats")
+runs = {}
+for free_nats in (config.free_nats, 0.0):
+    model, log, moved, size = train(free_nats, updates)
+    above, pushed = log["kl"] > free_nats, log["prior_grad"] > 0
+    after = filter_episode(*model[:2], episode["image"], episode["action"])
+    runs[free_nats] = dict(model=model, log=log, after=after)
+    print(f"free nats {free_nats:g}: image loss {log['image_loss'][0]:.0f} -> {log['image_loss'][-1]:.0f} | "
+          f"mean KL over the {updates} updates {log['kl'].mean():.3f} nats (first {log['kl'][0]:.3f}, "
+          f"last {log['kl'][-1]:.3f}, max {log['kl'].max():.3f})\n"
+          f"    mean KL above the free nats in {above.sum()} of {updates} updates; prior head gradient not zero in "
+          f"{pushed.sum()} of {updates} (the same updates: {bool((above == pushed).all())})\n"
+          f"    prior head weights moved by {moved:.4f} (their norm at the start: {size:.2f})\n"
+          f"    along the episode after training: mean KL {after['kl'].mean():.3f} nats | std of z: prior "
+          f"{after['prior_std'].mean():.3f}, posterior {after['posterior_std'].mean():.3f}")
 
 # %% [markdown]
-# Now the picture. Left and middle: the std of the prior and the posterior along the same real
-# episode, before and after training, with the KL per step below. Right: imagined trajectories.
-# From the posterior state after 10 observed frames, copied 8 times, the prior is rolled forward
-# with the episode's real actions (`rollout_prior`); each copy draws its own samples. Top: one
-# dimension of $z$ for the 8 trajectories, and in black the posterior, which keeps seeing the
-# frames. Bottom: how far the 8 trajectories spread apart (std across them, mean over dims).
+# Read the two runs against the rule above:
+#
+# - In each run, the updates with a non-zero gradient for the prior head are exactly the updates
+#   whose mean KL was above that run's free nats (the printed `the same updates`). With free nats
+#   0 that is every update. With 3 free nats it is only the updates where the mean KL rose above
+#   3 nats; if there were none, the prior head's weights have not moved at all (a moved distance
+#   of 0: Adam's step is zero while all the gradients it has seen are zero). After a single
+#   update above the line they do move, and keep moving for a few more updates on Adam's momentum.
+# - Free nats 0 trains the prior at every update, but the same KL term also pulls the posterior
+#   towards the prior at every update: this is the shortcut section 5 described, a posterior
+#   that gives up the frame's information to make the KL small. Compare the last mean KL and,
+#   along the episode, the posterior's std with the prior's: a KL near zero and equal stds mean
+#   the posterior has become (almost) the prior, and $z$ carries (almost) nothing about the
+#   frame beyond what the prior already predicts. The free nats exist to allow the posterior
+#   those first nats of information for free.
+#
+# The picture below: the std of the prior and the posterior along the real episode of section 2,
+# and the KL per step, untrained and after each run.
 
 # %%
-context, horizon, samples = 10, 40, 8
-with torch.no_grad():
-    images = torch.as_tensor(episode["image"], device=device)[:, None]
-    actions = torch.as_tensor(episode["action"], device=device)[:, None]
-    posterior, _ = rssm.rollout_observation(encoder(preprocess(images)), actions, rssm.get_initial_state(1, device))
-    start = RSSMState(*(x[context - 1].expand(samples, -1) for x in posterior))
-    imagined = rssm.rollout_prior(actions[context:context + horizon].expand(-1, samples, -1), start)
-dim = int(posterior.std[:context].mean((0, 1)).argmin())  # the dim the posterior is surest about
-
-fig, axes = plt.subplots(2, 3, figsize=(13, 5.5), sharex="col")
-kl_top = 1.15 * max(config.free_nats, float(before["kl"].max()), float(after["kl"].max()))
-for column, (title, trace) in enumerate([("untrained", before), (f"after {updates} updates", after)]):
+kl_top = 1.15 * max(config.free_nats, float(before["kl"].max()), *(float(r["after"]["kl"].max()) for r in runs.values()))
+columns = [("untrained", before, None)] + [(f"free nats {f:g}, {updates} updates", r["after"], f) for f, r in runs.items()]
+fig, axes = plt.subplots(2, 3, figsize=(13, 5.5), sharex=True)
+for column, (title, trace, free_nats) in enumerate(columns):
     steps = np.arange(len(trace["kl"]))
     axes[0, column].plot(steps, trace["prior_std"], label="prior p(z|h)")
     axes[0, column].plot(steps, trace["posterior_std"], label="posterior q(z|h,e)")
-    axes[0, column].set_title(f"{title}: std of z (mean over dims)", fontsize=10)
+    axes[0, column].set_title(f"{title}\nstd of z (mean over dims)", fontsize=10)
     axes[0, column].set_ylim(0, 1.2)
     axes[1, column].plot(steps, trace["kl"], color="C2", label="KL(q || p) per step")
-    axes[1, column].axhline(config.free_nats, color="k", ls="--", lw=1, label="free nats (apply to the mean)")
+    if free_nats:
+        axes[1, column].axhline(free_nats, color="k", ls="--", lw=1, label="free nats (apply to the mean)")
     axes[1, column].set_ylim(0, kl_top)
     axes[1, column].set_xlabel("time step of the real episode")
-axes[0, 0].legend(fontsize=8)
-axes[1, 0].legend(fontsize=8)
-
-ahead = np.arange(context, context + horizon)
-ax = axes[0, 2]
-ax.plot(ahead, imagined.stoch[:, :, dim].cpu(), color="C1", alpha=0.6, lw=1)
-ax.plot(np.arange(context + horizon), posterior.stoch[:context + horizon, 0, dim].cpu(), color="k", lw=1.5,
-        label="posterior sample (observes)")
-ax.axvline(context - 0.5, color="C0", ls=":", label="the prior stops observing")
-ax.set_title(f"z[{dim}]: {samples} imagined trajectories", fontsize=10)
-ax.legend(fontsize=8)
-ax = axes[1, 2]
-ax.plot(ahead, imagined.stoch.std(1).mean(-1).cpu(), label="z (sample)")
-ax.plot(ahead, imagined.deter.std(1).mean(-1).cpu(), label="h (deterministic)")
-ax.set_title("spread across the imagined trajectories", fontsize=10)
-ax.set_xlabel("time step")
-ax.legend(fontsize=8)
+    axes[1, column].set_title("KL(posterior || prior) per step", fontsize=10)
+axes[0, 0].legend(fontsize=9)
+axes[1, 1].legend(fontsize=9)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# What to look for (the details depend on the scale that produced this notebook; see the first
-# output):
+# What to look for, with the printed numbers next to it:
 #
-# - **Untrained**, prior and posterior stds sit together near 0.79 and the KL is tiny: the
+# - **Untrained**, prior and posterior stds sit together near 0.79 and the KL is small: the
 #   posterior does not use the frame yet.
-# - **After training**, the KL is largest at the first step: the prior starts from $h_0 = 0$ and
-#   cannot know where the pendulum is, while the posterior sees it. Once the first frames are
-#   in, the GRU state carries the angle and the prior predicts most of the next frame, so the KL
-#   per step drops. The posterior is usually narrower than the prior: the frame removes
-#   uncertainty.
-# - **Imagined trajectories** start from one state, yet their $z$ differ at once, by about the
-#   prior's std: each step draws fresh noise. The deterministic $h$ starts identical and then
-#   drifts apart, because each trajectory feeds its own samples back into the GRU: small
-#   differences compound into different futures. A better-trained prior is narrower where the
-#   physics is predictable, so its trajectories stay together longer; lesson 4 looks at the
-#   same thing in pixels, with the open-loop prediction strip.
+# - **Free nats 3**: compare the two stds with the untrained column. A posterior narrower than
+#   the prior means the frame tells the posterior something the prior does not know, and the KL
+#   per step says how much, in nats. The prior's std can change even in a run in which its
+#   head's weights did not move: its input $h_t$ changes, because the GRU learns from the
+#   reconstruction.
+# - **Free nats 0**: a KL near zero does not by itself mean a good prior: check the stds. Equal
+#   stds and a KL near zero mean the posterior was pulled onto the prior.
+#
+# ### Imagining with the trained priors
+#
+# From the posterior state after 10 observed frames, copied 64 times, each run's prior is rolled
+# forward with the episode's real actions (`rollout_prior`); each copy draws its own samples.
+# Top: one dimension of $z$ for 8 of the trajectories, and in black the posterior, which keeps
+# seeing the frames. Bottom: how far the 64 trajectories spread apart (std across them, mean
+# over dims).
+
+# %%
+context, horizon, samples, drawn = 10, 40, 64, 8
+fig, axes = plt.subplots(2, 2, figsize=(11, 5.5), sharex=True)
+for column, (free_nats, run) in enumerate(runs.items()):
+    encoder, rssm, _ = run["model"]
+    with torch.no_grad():
+        images = torch.as_tensor(episode["image"], device=device)[:, None]
+        actions = torch.as_tensor(episode["action"], device=device)[:, None]
+        posterior, _ = rssm.rollout_observation(encoder(preprocess(images)), actions,
+                                                rssm.get_initial_state(1, device))
+        start = RSSMState(*(x[context - 1].expand(samples, -1) for x in posterior))
+        imagined = rssm.rollout_prior(actions[context:context + horizon].expand(-1, samples, -1), start)
+    dim = int(posterior.std[:context].mean((0, 1)).argmin())  # the dim the posterior is surest about
+    z_spread, h_spread = imagined.stoch.std(1).mean(-1).cpu(), imagined.deter.std(1).mean(-1).cpu()
+    print(f"free nats {free_nats:g}: first imagined step: spread of z {z_spread[0]:.3f} (the prior's std there "
+          f"{imagined.std[0].mean():.3f}), spread of h {h_spread[0]:.3f} | after {horizon} steps: "
+          f"spread of z {z_spread[-1]:.3f}, of h {h_spread[-1]:.3f}")
+    ahead = np.arange(context, context + horizon)
+    ax = axes[0, column]
+    ax.plot(ahead, imagined.stoch[:, :drawn, dim].cpu(), color="C1", alpha=0.6, lw=1)
+    ax.plot(np.arange(context + horizon), posterior.stoch[:context + horizon, 0, dim].cpu(), color="k", lw=1.5,
+            label="posterior sample (observes)")
+    ax.axvline(context - 0.5, color="C0", ls=":", label="the prior stops observing")
+    ax.set_title(f"free nats {free_nats:g}: z[{dim}], {drawn} imagined trajectories", fontsize=10)
+    ax.legend(fontsize=9)
+    ax = axes[1, column]
+    ax.plot(ahead, z_spread, label="z (sample)")
+    ax.plot(ahead, h_spread, label="h (deterministic)")
+    ax.set_title("spread across the imagined trajectories", fontsize=10)
+    ax.set_xlabel("time step")
+    ax.legend(fontsize=9)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The imagined trajectories start from one state, yet their $z$ differ at once, by about the
+# prior's std (compare the two printed numbers of the first step): each step draws fresh noise. The
+# deterministic $h$ starts identical (spread 0) and then drifts apart, because each trajectory
+# feeds its own samples back into the GRU: small differences compound into different futures.
+# Lesson 4 trains the whole world model much longer and looks at the same thing in pixels, with
+# the open-loop prediction strip.
 #
 # ## Summary
 #
@@ -579,6 +668,9 @@ plt.show()
 # - The KL term is $\mathrm{KL}(q \,\|\, p)$, posterior first, in closed form for diagonal
 #   Gaussians; free nats clamp its mean over batch and time at 3 nats, and below the line it sends
 #   no gradient at all (the TF1 per-element form keeps a gradient for large-KL states).
+# - The prior head is trained only by the KL term, so it learns only in updates whose mean KL is
+#   above the free nats. Without free nats it trains at every update, and the same term pulls the
+#   posterior onto the prior.
 # - *Observe* runs prior then posterior at each step; *imagine* runs the prior alone, and
 #   imagined trajectories from one state draw apart as their samples feed back into the GRU.
 #

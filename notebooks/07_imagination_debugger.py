@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 7: The imagination debugger
 #
-# *Time to run:* ci: 11 s, cpu (2 cores): 1.5 min, gpu: not measured yet (cpu: with lesson 6's
+# *Time to run:* ci: 27 s, cpu (2 cores): 1.5 min, gpu: not measured yet (cpu: with lesson 6's
 # trained run on disk) · Words: the [glossary](GLOSSARY.md).
 #
 # A Dreamer agent that does not learn rarely crashes: it trains quietly on a world model that
@@ -46,8 +46,8 @@ if "google.colab" in sys.modules:
 #
 # Then we break training on purpose, one named setting at a time, and look at the symptom next
 # to its cause: free nats off or huge, the KL the wrong way round, a too-large world-model
-# learning rate, a too-short horizon, no exploration noise (the "Common issues" of the course's
-# seed notes).
+# learning rate, a too-short horizon, no exploration noise. Each diagnosis comes with the
+# numbers that support it, printed by its own cell.
 #
 # Where this sits: it reads a finished run, the whole chain **env → replay buffer → world
 # model → imagination → actor-critic**.
@@ -123,20 +123,25 @@ episode, start = episodes[-1], 20
 traces = pictures.debug_episode(agent, episode, start=start)
 for key, value in traces.items():
     print(f"{key:>17}: {value.shape} {value.dtype}" if isinstance(value, np.ndarray) else f"{key:>17}: {value}")
+ahead = [k for k in (1, 4, 8, 15) if start + k < len(traces["real"])]
+print(f"\nmean squared pixel error (pixels in [0, 1]): posterior, whole episode {traces['error_posterior'].mean():.4f}; "
+      "open loop at " + ", ".join(f"start + {k}: {traces['error_open_loop'][start + k]:.4f}" for k in ahead))
 
 # %% [markdown]
 # `pictures.debugger_frame(traces, t)` draws one time step. How to read it, panel by panel:
 #
 # - **posterior** vs **real**: can the model *see*? A healthy model draws the pendulum at the
 #   right angle. If not, the encoder/decoder or the image loss is the problem (lessons 1, 4).
-# - **open-loop** vs **real** after `start`: can the model *predict*? It should follow the real
-#   swing for a good number of steps, then drift. If the posterior is good but the open loop is
-#   lost at once, the prior did not learn the dynamics: look at the KL.
+# - **open-loop** vs **real** after `start`: can the model *predict*? A model that predicts well
+#   follows the real swing for a number of steps, then drifts. The pixel errors printed above
+#   say how fast this one drifts: compare the open loop's error a few steps after `start` with
+#   the posterior's. If the posterior is good but the open loop is lost at once, the prior did
+#   not learn the dynamics: look at the KL.
 # - **actor imagination**: what the actor trains on. It follows the actor's actions, not the
 #   episode's, so it may differ from the real frames; it should still look like a pendulum.
 # - **reward**: blue and red should track black; a reward head that predicts a flat line gives
-#   the actor nothing to climb. **value**: smooth, higher near the top. **KL**: a few nats per
-#   step (the free nats keep its mean near 3), with spikes where the frame surprised the prior.
+#   the actor nothing to climb. **value**: smooth, higher near the top. **KL**: nats per step;
+#   spikes mark frames that surprised the prior.
 
 # %%
 figure = pictures.debugger_frame(traces, t=start + 8)
@@ -201,20 +206,20 @@ drive_the_dream(agent, env, seed=0)
 # ## 3. Breaking training on purpose
 #
 # Each experiment below continues this run's world model from its checkpoint (weights and
-# optimiser state) for a few hundred updates on the run's own episodes, with **one** setting
-# changed, next to a control that continues unchanged. Only the world model trains
-# (`agent.update_world_model`; the actor and critic are untouched), and every run samples the
-# very same batches, so any difference is the setting's doing. On the CPU we use batches of
-# 8 x 16 to keep it quick.
+# optimiser state) for `UPDATES` more updates (the number is printed with the results) on the
+# run's own episodes, with **one** setting changed, next to a control that continues unchanged.
+# Only the world model trains (`agent.update_world_model`; the actor and critic are untouched),
+# and every run samples the very same batches, so any difference is the setting's doing. On the
+# CPU we use batches of 8 x 16 to keep it quick.
 #
-# The broken settings, from the seed notes' "Common issues":
+# The broken settings, and what each changes in the update:
 #
-# | experiment | setting | what it breaks |
+# | experiment | setting | what it changes |
 # |---|---|---|
-# | free nats off | `free_nats=0` | the KL is always penalised; the posterior is pushed onto the prior (KL collapse) |
-# | free nats huge | `free_nats=100` | the KL is never penalised; the prior is no longer trained toward the posterior |
-# | KL reversed | `kl_loss(prior, posterior)` | the mass-covering direction: the posterior is pulled as wide as the prior |
-# | learning rate x10 | `model_lr=6e-3` | Adam's steps overshoot: loss spikes, the model is damaged |
+# | free nats off | `free_nats=0` | the KL is penalised at every update; its gradient pulls the posterior onto the prior (towards KL collapse) |
+# | free nats huge | `free_nats=100` | the mean KL stays below the clamp, so the KL term sends no gradient: nothing trains the prior toward the posterior |
+# | KL reversed | `kl_loss(prior, posterior)` | the mass-covering direction: its gradient pulls the posterior as wide as the prior |
+# | learning rate x10 | `model_lr=6e-3` | Adam's steps are ten times larger and can overshoot |
 #
 # The KL direction is not a setting, so we monkeypatch the function the agent calls. Note the
 # name to patch: `agent.py` does `from dreamer_lib.rssm import kl_loss`, so the agent looks up
@@ -264,48 +269,86 @@ results = {}
 for name, (changes, kl) in experiments.items():
     model, history = continue_world_model(changes, kl)
     results[name] = (pictures.debug_episode(model, episode, start=start), history)
-    last = history[-1]
-    print(f"{name:>14}: image loss {history[0]['image_loss']:9.1f} -> {last['image_loss']:9.1f} "
-          f"(max {max(h['image_loss'] for h in history):9.1f}) | logged KL {history[0]['kl']:6.2f} -> {last['kl']:6.2f} | "
-          f"posterior std {last['posterior_std']:.3f}, prior std {last['prior_std']:.3f}")
+
+
+def symptoms(traces, history):
+    """The numbers behind each diagnosis: metrics logged over the updates, and the debugged episode."""
+    end = history[-min(10, len(history)):]  # the last 10 updates (or all, if fewer)
+    return {"KL first": history[0]["kl"], "KL end": np.mean([h["kl"] for h in end]),
+            "loss first": history[0]["image_loss"], "loss max": max(h["image_loss"] for h in history),
+            "loss end": np.mean([h["image_loss"] for h in end]),
+            "post std": np.mean([h["posterior_std"] for h in end]), "prior std": np.mean([h["prior_std"] for h in end]),
+            "episode KL": traces["kl"].mean(), "post err": traces["error_posterior"].mean(),
+            "open err": traces["error_open_loop"][start + 1:].mean()}
+
+
+table = {name: symptoms(*result) for name, result in results.items()}
+first = results["control"][1][0]  # every run starts from the checkpoint and sees the same first batch
+print(f"The checkpoint's model on the first batch: posterior std {first['posterior_std']:.3f}, prior std "
+      f"{first['prior_std']:.3f}.\n")
+print(f"{UPDATES} updates each. Logged in training (first: the first update; end: the mean of the last "
+      f"{min(10, UPDATES)}): the KL\nkl_loss returned, the image loss, the mean std of posterior and prior. "
+      "On the debugged episode: the mean\n"
+      "KL(posterior || prior) per step, the mean squared pixel error of the posterior (all steps) and of the open\n"
+      "loop (after start).\n")
+
+
+def shown(column: str, value: float) -> str:
+    decimals = 1 if column.startswith("loss") else 4 if column.endswith("err") else 3
+    return f"{value:11.{decimals}f}"
+
+
+print(f"{'':>13} |" + "".join(f"{column:>11}" for column in table["control"]))
+for name, row in table.items():
+    print(f"{name:>13} |" + "".join(shown(column, value) for column, value in row.items()))
 
 # %% [markdown]
-# Symptom next to cause: one row per experiment, the control's curves in grey behind each.
+# Symptom next to cause: one row per experiment, the control's curves in grey behind each. The
+# model frames are at `start + 8`, eight steps into the open loop; each carries its pixel error.
 
 # %%
 figure = pictures.diagnosis_figure(results, t=start + 8)
+figure.set_dpi(80)  # a lighter PNG (viewers shrink it to the page's width anyway): the lesson stays under 1.5 MB
 plt.show()
 
 # %% [markdown]
-# What to look for (on a trained run; the numbers are printed above, measured on the run you
-# loaded):
+# How to read each row. The mechanism is what the setting does to the gradients; whether this
+# run got far enough to show it, in its `UPDATES` updates from the checkpoint, is in the table:
+# read each row against the `control` row above it.
 #
-# - **`free_nats=0`**: the KL falls below the 3-nat line and keeps falling, because every nat of
-#   information the posterior takes from the frame now costs loss. Carried to the end, the
-#   posterior collapses onto the prior: the KL trace lies flat near zero and the
-#   reconstructions stop following the frames. This is the seed notes' "KL collapse"; the fix
-#   is the free nats (or a smaller `kl_scale`).
-# - **`free_nats=100`**: the opposite. With the KL below the clamp, no gradient reaches prior
-#   or posterior through it; the posterior sharpens (its std drops) and drifts away from a prior
-#   that nobody trains any more, and the KL climbs to tens of nats. The posterior still
-#   reconstructs well, so the image loss looks healthy: only the KL trace and, as training goes
-#   on, the open loop and the imagination (which use the prior) give it away.
-# - **KL reversed**: at the very first update the logged KL jumps (from about 3 to tens of
-#   nats on a trained run), because the same two Gaussians measured the other way round give a
-#   different number: a sharp posterior inside a wide prior is cheap for KL(q || p) and
-#   expensive for KL(p || q). Training then widens the posterior until it is as wide as the
-#   prior, and the reconstructions blur. Check the argument order against lesson 3:
+# - **`free_nats=0`**: the KL is penalised at every update, so every nat of information the
+#   posterior takes from the frame now costs loss, and training lowers the KL wherever it can:
+#   compare `KL end` with the control's. Carried far enough, the posterior collapses onto the
+#   prior (KL collapse): the per-step KL lies near zero, the posterior's std equals the prior's
+#   (`post std`, `prior std`), and the reconstructions stop following the frames, which shows as
+#   a `post err` above the control's. The fix is the free nats (or a smaller `kl_scale`).
+# - **`free_nats=100`**: the opposite. The mean KL stays below the clamp, so the KL term is a
+#   constant and sends no gradient to prior or posterior. The posterior, trained by the
+#   reconstruction alone, may take more from each frame while nothing trains the prior to
+#   follow: the signature is a logged KL that climbs over the updates (the last plot of the row)
+#   and a `KL end` above the control's. The posterior still reconstructs, so compare `loss end`
+#   and `post err` with the control's: a healthy-looking image loss does not clear this setting.
+#   What depends on the prior is the open loop and the imagination: compare `open err`.
+# - **KL reversed**: the logged number is now KL(prior || posterior), a different number for the
+#   same two Gaussians. Compare `KL first`, measured at the first update before any step of
+#   training, with the control's: for a posterior narrower than the prior (the checkpoint's
+#   stds are printed above the table), KL(q || p) is the smaller of the two and KL(p || q) the
+#   larger, the more so the narrower the posterior. Training on KL(p || q) then pulls the
+#   posterior's std up towards the prior's: compare this row's `post std` against its own
+#   `prior std`, and the control's pair. Whether that cost the reconstructions anything is its
+#   `post err` against the control's. Check the argument order against lesson 3:
 #   `kl_loss(posterior, prior)`.
-# - **`model_lr=6e-3`**: the image loss spikes within a few updates and ends worse than it
-#   started; posterior and open loop lose the pendulum. The seed notes' "unstable training":
-#   reduce the learning rate (the paper's 6e-4), keep gradient clipping (100), and check for
-#   NaN (the trainer stops with a message if a loss becomes NaN or inf).
+# - **`model_lr=6e-3`**: Adam's steps are ten times larger. The symptom to look for is a spike:
+#   compare `loss max` with the control's, and `loss end` with `loss first` (did it end worse
+#   than it started?); the damage, if any, shows in `post err` and `open err` against the
+#   control's. The fix: the paper's 6e-4, gradient clipping (100), and a check for NaN (the
+#   trainer stops with a message if a loss becomes NaN or inf).
 #
 # ## 4. Two behaviour-level issues
 #
 # ### A too-short horizon (`horizon=2`)
 #
-# "Policy not improving" (seed notes): one cause is a horizon too short for the task. The
+# When the policy does not improve, one cause can be a horizon too short for the task. The
 # actor's gradient comes from the $\lambda$-returns, and what they are made of depends on $H$.
 # Using the library's `compute_lambda_returns`, here is how much of the first step's return
 # $R_0$ comes from each imagined reward and from the critic's values, for three horizons. (As the
@@ -379,31 +422,54 @@ for horizon in (2, 5, 15):
 # %% [markdown]
 # ### No exploration noise (`expl_noise=0`)
 #
-# The actor's own std shrinks as it learns, so without added noise the data the agent collects
-# narrows to what it already does. Below, one episode with the run's actor each way, and the
-# actions it took (on a trained run the noiseless actions bunch at a few values; on an early or
-# tiny run the actor's std is still wide and the difference is small). The world model then
-# only learns the states the policy already visits, and mistakes elsewhere are never corrected.
+# While it collects data, the agent samples each action from the actor's own distribution and
+# then adds Gaussian noise of std `expl_noise` (clipped to $[-1, 1]$). What removing the noise
+# risks is a feedback loop over many episodes: as the actor's own spread shrinks, the data
+# narrows to what the policy already does, the world model learns only the states the policy
+# visits, and its mistakes elsewhere are never corrected. A few episodes cannot show a loop
+# that runs over hundreds; what they show is how much the noise changes the actions collected
+# now. Below: the actor's own spread on replay states, then a few episodes with the run's actor
+# each way, from the same start states.
 
 # %%
 from dreamer_lib.envs import run_episode
 
+EPISODES = scale.pick(gpu=5, cpu=3, ci=2)
+with torch.no_grad():
+    own = agent.actor(starts.features).rsample((32,))  # 32 actions per replay state of section 4
+print(f"the actor's own spread: std of its sampled actions in a state, mean over {own.shape[1]} replay states: "
+      f"{own.std(0).mean():.2f} (the added noise: std {agent.config.expl_noise} before clipping)")
 collected, run_config = {}, agent.config
 for noise in (run_config.expl_noise, 0.0):
     agent.config = run_config.replace(expl_noise=noise)  # agent.policy reads config.expl_noise
     torch.manual_seed(0)
-    collected[noise] = run_episode(env, lambda image, state: agent.policy(image, state, explore=True),
-                                   agent.initial_policy_state())
+    collected[noise] = [run_episode(env, lambda image, state: agent.policy(image, state, explore=True),
+                                    agent.initial_policy_state(), seed=k) for k in range(EPISODES)]
 agent.config = run_config
-fig, ax = plt.subplots(figsize=(6, 2.6))
-for noise, e in collected.items():
-    ax.hist(e["action"][1:, 0], bins=40, range=(-1, 1), alpha=0.6,
-            label=f"expl_noise={noise}: return {e['reward'].sum():.0f}, action std {e['action'][1:, 0].std():.2f}")
-ax.set_xlabel("action (torque)")
-ax.set_title("Actions collected in one episode", fontsize=10)
-ax.legend(fontsize=8)
+fig, ax = plt.subplots(figsize=(6.5, 2.8))
+for noise, played in collected.items():
+    actions = np.concatenate([e["action"][1:, 0] for e in played])
+    returns = [float(e["reward"].sum()) for e in played]
+    print(f"expl_noise={noise}: return {np.mean(returns):.0f} (per episode: {', '.join(f'{r:.0f}' for r in returns)}) | "
+          f"action std {actions.std():.2f}, actions at a limit (|a| > 0.99): {(np.abs(actions) > 0.99).mean():.0%}")
+    ax.hist(actions, bins=40, range=(-1, 1), alpha=0.6, label=f"expl_noise={noise}")
+ax.set_xlabel("action (torque)", fontsize=9)
+ax.set_title(f"Actions collected in {EPISODES} episodes each way", fontsize=10)
+ax.tick_params(labelsize=9)
+ax.legend(fontsize=9)
 fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# Compare the two printed rows. Removing the noise does not always narrow the actions: for an
+# actor that often picks a torque limit (a bang-bang swing-up), noise added to a limit can only
+# move the action inward, since the clip keeps it in $[-1, 1]$. Then the noisy actions have
+# fewer actions at a limit and can even have the smaller std; the printed share at the limits
+# says whether that happened here. How much the noise adds also depends on the actor's own
+# spread, printed first: the narrower the actor, the larger the noise's share of the
+# exploration. Nor is the noise meant to raise the return of the episodes it is added to: it
+# buys data about actions the policy would not take, and it pays off, if at all, through a
+# better world model later. The returns printed above compare that cost over a few episodes.
 
 # %% [markdown]
 # ### An actor stuck at one action (`actor_entropy=0`)
@@ -491,9 +557,12 @@ plt.show()
 #
 # - Look at the four pictures, not just the losses: posterior (can it see?), open loop (can it
 #   predict?), imagination (what does the actor train on?), and the reward, value and KL traces.
-# - KL stuck far below the free nats: collapse; far above: the prior is not trained. A loss
-#   that spikes: the learning rate. A policy that does not improve while the model is good:
-#   the horizon, the reward head, exploration, or an actor saturated at one action.
+# - Diagnose by comparison: train a control on the same batches and print, next to it, the
+#   number each diagnosis rests on. A KL pushed towards zero, with the posterior's std equal to
+#   the prior's: collapse (free nats off). A KL that climbs while the clamp switches the KL term
+#   off: nothing trains the prior (free nats too large). A loss that spikes: the learning rate.
+#   A policy that does not improve while the model is good: the horizon, the reward head,
+#   exploration, or an actor saturated at one action.
 # - `pictures.debug_episode`, `pictures.debugger_frame` and `widgets.imagination_debugger` (all in
 #   `dreamer_lib.course`) work on any run folder, including a DMC or CarRacing run trained on a GPU.
 

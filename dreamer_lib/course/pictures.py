@@ -261,27 +261,50 @@ def debugger_video(traces: dict, scale: int = 2, every: int = 1) -> np.ndarray:
     return np.stack(frames)
 
 
+def _readable_axis(ax, values) -> None:
+    """Ticks at 9 pt, at most 5 per axis, plain numbers (no offset). A log y axis, with plain
+    numbers at its ticks, only where positive values span more than a factor of 30 (a loss that
+    spikes, a KL that jumps); a linear one otherwise."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
+
+    ax.tick_params(labelsize=9)
+    ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) and values.min() > 0 and values.max() / values.min() > 30:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, numticks=6))
+        ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2, 5), numticks=12))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: ""))
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(4))
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    ax.grid(alpha=0.3, which="major")
+
+
 def metrics_grid(rows: list[dict], keys=("image_loss", "reward_loss", "kl", "actor_loss", "critic_loss",
                                         "imagined_return"), x: str = "updates", labels=None,
                  columns: int = 3) -> plt.Figure:
     """Training metrics against updates (or env_frames), one small plot per key. rows: dicts as
-    metrics.csv (one per training phase), or a dict {label: rows} to overlay several runs."""
+    metrics.csv (one per training phase), or a dict {label: rows} to overlay several runs.
+    All text is 9 pt or larger."""
     runs = rows if isinstance(rows, dict) else {None: rows}
     rows_count = -(-len(keys) // columns)
-    fig, axes = plt.subplots(rows_count, columns, figsize=(3.3 * columns, 2.4 * rows_count), squeeze=False)
+    fig, axes = plt.subplots(rows_count, columns, figsize=(3.6 * columns, 2.6 * rows_count), squeeze=False)
     for ax, key in zip(axes.flat, keys):
         for i, (label, run) in enumerate(runs.items()):
             xs = [float(r[x]) for r in run]
             ys = [float(r[key]) for r in run]
             ax.plot(xs, ys, lw=1.2, color=f"C{i}", label=label)
-        ax.set_title(key, fontsize=9)
-        ax.set_xlabel(x, fontsize=8)
-        ax.tick_params(labelsize=7)
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel(x, fontsize=9)
+        ax.tick_params(labelsize=9)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     if len(runs) > 1:
-        axes.flat[0].legend(fontsize=7)
+        axes.flat[0].legend(fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -292,15 +315,17 @@ def diagnosis_figure(runs: dict, t: int, control: str | None = None,
 
     runs: {name: (traces, history)} with traces from `debug_episode` (same episode and start for
     every run) and history a list of per-update metric dicts. Columns: the real frame at t, the
-    posterior reconstruction, the open-loop prediction, KL(posterior || prior) along the episode,
-    then each of `curves` against updates. The `control` run (default: the first) is drawn in
-    grey in every other row's plots, so each row reads as "this setting vs the healthy one".
-    A dotted line marks `free_nats` on the KL plots (None: no line)."""
+    posterior reconstruction, the open-loop prediction (each model frame labelled with its mean
+    squared pixel error at t), KL(posterior || prior) along the episode, then each of `curves`
+    against updates. The `control` run (default: the first) is drawn in grey in every other
+    row's plots, so each row reads as "this setting vs the healthy one". A dotted line marks
+    `free_nats` on the KL plots (None: no line). All text is 9 pt or larger; a plot whose
+    positive values span more than a factor of 30 gets a log axis with plain-number ticks."""
     names = list(runs)
     control = control or names[0]
     columns = 4 + len(curves)
-    fig, axes = plt.subplots(len(names), columns, figsize=(2.1 * columns, 1.9 * len(names)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1, 1, 1, 1.8] + [1.8] * len(curves)})
+    fig, axes = plt.subplots(len(names), columns, figsize=(1.45 * (3 + 2 * (columns - 3)), 2.0 * len(names) + 0.5),
+                             squeeze=False, gridspec_kw={"width_ratios": [1, 1, 1] + [2] * (columns - 3)})
     base_traces, base_history = runs[control]
     for row, name in enumerate(names):
         traces, history = runs[name]
@@ -309,9 +334,11 @@ def diagnosis_figure(runs: dict, t: int, control: str | None = None,
             ax[i].imshow(traces[key][t])
             ax[i].set_xticks([])
             ax[i].set_yticks([])
+            if key != "real":
+                ax[i].set_xlabel(f"error {traces['error_' + key][t]:.4f}", fontsize=9)
             if row == 0:
-                ax[i].set_title(f"{label}, t={t}" if i == 0 else label, fontsize=8)
-        ax[0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
+                ax[i].set_title(f"{label}, t={t}" if i == 0 else label, fontsize=10)
+        ax[0].set_ylabel(name, fontsize=10, rotation=0, ha="right", va="center")
         plots = [("KL per step (episode)", np.arange(len(traces["kl"])), traces["kl"], base_traces["kl"])]
         for key in curves:
             steps = np.arange(1, len(history) + 1)
@@ -320,17 +347,17 @@ def diagnosis_figure(runs: dict, t: int, control: str | None = None,
             if name != control:
                 ax[i].plot(xs[:len(base)], base, color="0.7", lw=1, label=control)
             ax[i].plot(xs, ys, color="C3" if name != control else "C0", lw=1, label=name)
-            ax[i].tick_params(labelsize=6)
-            ax[i].ticklabel_format(axis="y", useOffset=False)
-            ax[i].grid(alpha=0.3)
             if i == 3:
                 ax[i].axvline(traces["start"], color="k", lw=0.6, ls=":")
             if free_nats is not None and (i == 3 or title.startswith("kl ")):
                 ax[i].axhline(free_nats, color="k", lw=0.6, ls=":")
             if row == 0:
-                ax[i].set_title(title, fontsize=8)
-            finite = np.asarray(ys, np.float64)
-            if np.isfinite(finite).all() and finite.max() > 50 * max(np.median(np.abs(finite)), 1e-9):
-                ax[i].set_yscale("symlog")
+                ax[i].set_title(title, fontsize=10)
+            _readable_axis(ax[i], [*ys, *(base if name != control else [])])
+    notes = [f"grey: the {control} run, behind each other row", "error: mean squared pixel error at t",
+             f"dotted: the open loop's start (step {base_traces['start']})"]
+    if free_nats is not None:
+        notes[-1] += f" and {free_nats:g} free nats"
+    fig.suptitle(";  ".join(notes), fontsize=10)
     fig.tight_layout()
     return fig
