@@ -87,6 +87,7 @@ class Trainer:
             self.metrics_log, self.eval_log = CSVLog(self.logdir / "metrics.csv"), CSVLog(self.logdir / "eval.csv")
             self.updates, self.wall_s, self.next_eval = 0, 0.0, 0
             self.last_return, self.last_fps, self.phase = float("nan"), float("nan"), []
+            self.saved_frames: int | None = None  # env frames of the checkpoint on disk, if any
             self._resume()
             (self.logdir / "config.json").write_text(config.to_json())
         except BaseException:
@@ -140,6 +141,7 @@ class Trainer:
                              "if it holds an agent; to train, start a new run with another --logdir.")
         self.agent.load_checkpoint(checkpoint["agent"])
         self.updates, self.wall_s, self.next_eval = checkpoint["updates"], checkpoint["wall_s"], checkpoint["next_eval"]
+        self.saved_frames = checkpoint["env_frames"]
         self.last_return, self.last_fps = checkpoint["last_return"], checkpoint["last_fps"]
         self.phase = [{k: torch.tensor(v) for k, v in m.items()} for m in checkpoint["phase"]]
         self.buffer.load(episodes=checkpoint["episodes"])
@@ -181,14 +183,14 @@ class Trainer:
             with temporary.open("wb") as f:
                 f.write(data.getbuffer())
             os.replace(temporary, self.logdir / "checkpoint.pt")
+            self.saved_frames = self.env_frames
         finally:
             temporary.unlink(missing_ok=True)
 
     def _advice(self) -> str:
         path = self.logdir / "checkpoint.pt"
-        if path.exists():
-            frames = load_checkpoint(path)["env_frames"]
-            kept = f"{path} keeps the last state with finite parameters ({frames} env frames)."
+        if self.saved_frames is not None:
+            kept = f"{path} keeps the last state with finite parameters ({self.saved_frames} env frames)."
         else:
             kept = "No checkpoint was written before this happened, so there is nothing to resume."
         return (f"Training stopped; {kept} Usual causes: a learning rate too high for this reward scale (lower "
@@ -228,7 +230,7 @@ class Trainer:
                 raise TrainingStopped(f"A distribution's arguments became NaN or inf in update {self.updates + 1} "
                                       f"({str(error).splitlines()[0][:200]}). " + self._advice()) from None
             self.updates += 1
-        values = {k: np.array([float(m[k]) for m in self.phase]) for k in self.phase[0]}
+        values = {k: torch.stack([m[k] for m in self.phase]).float().cpu().numpy() for k in self.phase[0]}  # one sync a key
         means = {k: float(v.mean(dtype=np.float64)) for k, v in values.items()}
         first, self.phase = self.updates - len(values["model_loss"]), []
         bad = [k for k, v in means.items() if not math.isfinite(v)]
