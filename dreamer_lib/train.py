@@ -46,6 +46,7 @@ from tqdm import tqdm  # the text bar: it also reads in a saved notebook
 from dreamer_lib import viz
 from dreamer_lib.agent import DreamerV1
 from dreamer_lib.buffer import ReplayBuffer
+from dreamer_lib.components import load_components, use_components
 from dreamer_lib.config import ARCHITECTURE, Config, default_preset, make_config
 from dreamer_lib.envs import make_env, run_episode
 from dreamer_lib.evaluate import evaluate, load_checkpoint, load_run_config
@@ -69,21 +70,29 @@ def updates_due(env_frames: int, config: Config) -> int:
 
 
 class Trainer:
-    def __init__(self, config: Config, logdir: str | pathlib.Path, progress: bool = True):
+    """`components`: a file of your own exercise functions (components.py), each checked first by
+    `check_components(components, path)` (the course's checks); a resumed run reuses its own copy."""
+
+    def __init__(self, config: Config, logdir: str | pathlib.Path, progress: bool = True,
+                 components: str | pathlib.Path | None = None, check_components=None):
         config.validate()
         self.config, self.logdir = config, pathlib.Path(logdir)
         self.progress, self.stop_requested = progress, False
         # Everything that can fail on bad input comes before the run folder is touched.
         self.env = make_env(config.env, config.action_repeat, config.time_limit, seed=config.seed)
         self.eval_env = make_env(config.env, config.action_repeat, config.time_limit, seed=config.seed + 10_000)
+        self.components, components_file = self._load_components(components, check_components)
         created = prepare_run_folder(self.logdir)
         self.lock = RunLock(self.logdir)
         self.lock.acquire()
         try:
             self._check_saved_config()
+            if components_file and components_file.resolve() != (self.logdir / "components.py").resolve():
+                shutil.copyfile(components_file, self.logdir / "components.py")
             self.buffer = ReplayBuffer(self.logdir / "episodes", config.replay_capacity, seed=config.seed)
             torch.manual_seed(config.seed)
-            self.agent = DreamerV1(config, self.env.action_space.shape[0])
+            with use_components(self.components):
+                self.agent = DreamerV1(config, self.env.action_space.shape[0])
             self.metrics_log, self.eval_log = CSVLog(self.logdir / "metrics.csv"), CSVLog(self.logdir / "eval.csv")
             self.updates, self.wall_s, self.next_eval = 0, 0.0, 0
             self.last_return, self.last_fps, self.phase = float("nan"), float("nan"), []
@@ -96,6 +105,20 @@ class Trainer:
                 shutil.rmtree(self.logdir, ignore_errors=True)
             raise
         self.tensorboard = TensorBoard(self.logdir, purge_step=self._first_missing_frame())
+
+    def _load_components(self, path, check) -> tuple[dict, pathlib.Path | None]:
+        """The exercise functions of a components file, or of the copy a resumed run keeps."""
+        saved = self.logdir / "components.py"
+        path = pathlib.Path(path) if path else saved if saved.is_file() else None
+        if path is None:
+            return {}, None
+        if check is None:
+            raise ValueError("Training with your own components needs their exercise checks first: use the "
+                             "dreamer-train command, or dreamer_lib.course.components.train from Python.")
+        components = load_components(path)
+        check(components, path)
+        print(f"Training with your {', '.join(components)} from {path} (the run keeps a copy: components.py).")
+        return components, path
 
     def _check_saved_config(self) -> None:
         """A run folder keeps its architecture, env and seed; other settings may change on resume,
@@ -279,6 +302,10 @@ class Trainer:
     def run(self) -> list[dict]:
         """Train until config.steps env frames. Each pass: the updates owed, an evaluation when
         due, a checkpoint, then one episode. A stop request (signal) ends it within a step."""
+        with use_components(self.components):
+            return self._run()
+
+    def _run(self) -> list[dict]:
         c = self.config
         self.lock.acquire()
         bar = tqdm(total=c.steps, initial=min(self.env_frames, c.steps), unit="frame", disable=not self.progress,
@@ -347,6 +374,7 @@ class Args:
     resume: pathlib.Path | None = None  # continue the run in this folder; flags given change its settings (logged)
     test: bool = False  # a one-minute end-to-end check with the ci preset, in a temporary folder
     logdir: pathlib.Path | None = None  # run folder; None = runs/<env>-<preset>-seed<seed>
+    components: pathlib.Path | None = None  # a .py file of your own exercise functions (the lessons' @save cells): each is checked, then trained with
     progress: bool = True  # show the progress bar
 
 
@@ -385,13 +413,14 @@ def run_folder(args: Args) -> pathlib.Path:
     return logdir
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, check_components=None) -> int:
     """Exit status: 0 when the run finished, 1 on a fault, 2 on bad input, 130 after Ctrl-C and
-    143 after SIGTERM (a checkpoint is saved first; a second signal stops at once)."""
+    143 after SIGTERM (a checkpoint is saved first; a second signal stops at once).
+    `check_components`: the course's exercise checks, which dreamer_lib/cli.py passes in."""
     try:
         args = parse_args(argv)
         logdir = run_folder(args)
-        trainer = Trainer(args.config, logdir, progress=args.progress)
+        trainer = Trainer(args.config, logdir, args.progress, args.components, check_components)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

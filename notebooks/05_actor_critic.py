@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 5: Behaviour learning in imagination
 #
-# *Time to run:* ci: 4 s, cpu (2 cores): 4 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 16 s, cpu (2 cores): 4 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # Lessons 3 and 4 built a world model that can predict the future from a latent state without
 # looking at the environment. This lesson turns that model into behaviour: Dreamer trains an
@@ -116,6 +116,40 @@ ax.set_title("5,000 actions of a freshly initialised actor, one state", fontsize
 ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ### A knob: mean scale and init std
+#
+# `knobs.tanh_gaussian_figure` (in `dreamer_lib/course/knobs.py`) builds the library's `Actor`
+# with the `mean_scale` and `init_std` you choose, sets its last layer so that the network
+# outputs a raw mean $m$ of your choice and a raw std of 0 (about what a fresh network outputs),
+# and draws 20,000 actions. Left: their histogram, with $\tanh(\text{mean})$ dashed. Right: the
+# soft bound $\text{mean} = c \tanh(m / c)$, $c$ the mean scale, and where $m$ lands on it.
+# Four settings, one per row:
+#
+# - $m = 0$, the official values (mean scale 5, init std 5): 60% of the actions lie beyond
+#   $\pm 0.99$, half at each edge, few in between;
+# - init std 0.5: a single bump around 0 and no action beyond $\pm 0.99$, so the initial
+#   exploration is set by the init std;
+# - $m = 8$, init std 0.5: the mean is held at 4.61 (below 5), still far enough out that every
+#   action is beyond 0.99;
+# - the same with mean scale 1: the mean cannot pass 1, $\tanh(\text{mean}) = 0.76$, and the
+#   actions pile up below 1 instead of at it.
+
+# %%
+from dreamer_lib.course import knobs
+
+figure = knobs.compare(knobs.tanh_gaussian_figure, [
+    dict(raw_mean=0.0, mean_scale=5.0, init_std=5.0), dict(raw_mean=0.0, mean_scale=5.0, init_std=0.5),
+    dict(raw_mean=8.0, mean_scale=5.0, init_std=0.5), dict(raw_mean=8.0, mean_scale=1.0, init_std=0.5)])
+plt.show()
+
+# %% [markdown]
+# With a live kernel, move the sliders. Try: init std from 0.1 to 10 at $m = 0$ (when do the
+# edges take over?); $m$ from 0 to 10 with mean scale 5 and then 1.
+
+# %%
+knobs.tanh_gaussian_widget()
 
 # %% [markdown]
 # ## 2. $\lambda$-returns (equation 6), by hand
@@ -216,6 +250,41 @@ print("vectorised:", [round(x, 4) for x in compute_lambda_returns(rewards_t, val
 for lambda_ in (0.0, 0.95, 1.0):
     out = compute_lambda_returns(rewards_t, values_t, discounts_t, bootstrap_t, lambda_)[:, 0]
     print(f"lambda = {lambda_:4}: R = {[round(x, 3) for x in out.tolist()]}")
+
+# %% [markdown]
+# ### A knob: $\lambda$ and the horizon
+#
+# `knobs.lambda_return_figure` runs the library's `compute_lambda_returns` on one fixed imagined
+# trajectory of 30 steps ($\gamma = 0.99$) with a late reward (1 per step at steps 20-24) and a
+# wrong critic: half the true return plus fixed errors. Left: the rewards, the true return, the
+# critic's $v_t$ and $V_\lambda(s_t)$ for the steps before the horizon $H$, where the return
+# bootstraps with $v_H$. Right: the weight of each $n$-step return in $V_\lambda(s_0)$, read off
+# the library by autograd: $(1-\lambda)\lambda^{n-1}$ for $n < H$ and $\lambda^{H-1}$ for $n = H$;
+# they sum to 1. Four settings, one per row:
+#
+# - $\lambda = 0$, $H = 15$: all the weight on $n = 1$, the one-step target $r_t + \gamma v_{t+1}$;
+#   $V_\lambda$ copies the critic's zigzag, one step ahead;
+# - $\lambda = 0.95$, $H = 15$ (the paper's): the zigzag is averaged away, but the rewards lie
+#   past the horizon and reach the return only through $v_{15}$, so $V_\lambda$ stays at the
+#   critic's level (1.89 against a true 4.01 at $s_0$);
+# - $\lambda = 0.95$, $H = 30$: the rewards are inside the horizon; $V_\lambda$ comes close to
+#   the true return just before the reward, but at $s_0$ (2.58) most of the weight is on returns
+#   shorter than 20 steps, which see no reward and lean on the critic;
+# - $\lambda = 1$, $H = 30$: all the weight on $n = H$, the discounted reward sum plus
+#   $\gamma^{30} v_{30}$; what is left of the gap (3.78 against 4.01) is the critic's error at $v_{30}$.
+
+# %%
+figure = knobs.compare(knobs.lambda_return_figure, [dict(lambda_=0.0, horizon=15), dict(lambda_=0.95, horizon=15),
+                                                    dict(lambda_=0.95, horizon=30), dict(lambda_=1.0, horizon=30)])
+plt.show()
+
+# %% [markdown]
+# With a live kernel, move the sliders. Try: $\lambda = 0.95$ with $H$ from 15 to 25 (when does
+# the reward start to count?); $\lambda$ from 0 to 1 at $H = 30$, watching the weights move from
+# the first bar to the last.
+
+# %%
+knobs.lambda_return_widget()
 
 # %% [markdown]
 # ## 3. The actor loss: maximise the returns through the dynamics (equation 7)

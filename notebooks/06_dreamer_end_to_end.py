@@ -84,15 +84,40 @@ import inspect
 import matplotlib.pyplot as plt
 import numpy as np
 
-from dreamer_lib.config import make_config
-from dreamer_lib.train import Trainer, updates_due
+from dreamer_lib.config import Config, make_config
+from dreamer_lib.train import Trainer
 
 config = scale.config.replace(steps=scale.pick(gpu=100_000, cpu=50_000, ci=800))
 for key in ("env", "action_repeat", "steps", "prefill_frames", "train_every", "train_steps", "batch_size", "seq_len",
             "horizon", "expl_noise", "actor_entropy", "eval_every", "eval_episodes"):
     print(f"{key:>15} = {getattr(config, key)}")
-print()
-print(inspect.getsource(updates_due))
+
+# %% [markdown]
+# ### Exercise 6.1: the schedule
+#
+# Write `updates_due(env_frames, config)`: how many updates the schedule owes once `env_frames`
+# frames have been collected. None during the random prefill; `train_steps` as soon as
+# `prefill_frames` frames are in; then `train_steps` more each time another `train_every` frames
+# have come in. Before it collects each episode the trainer runs the updates owed minus those
+# done, so the count depends on the frames alone: a resumed run owes exactly what a run that
+# never stopped would.
+
+# %%
+# @save dreamer_lib.train
+def updates_due(env_frames: int, config: Config) -> int:
+    """Updates the schedule asks for by this many env frames: train_steps once the prefill is
+    done (the official code's pretraining), then train_steps more every train_every frames."""
+    # BEGIN SOLUTION 6.1: 0 during the prefill, then train_steps at once and train_steps per train_every frames
+    if env_frames < config.prefill_frames:
+        return 0
+    return config.train_steps * (1 + (env_frames - config.prefill_frames) // config.train_every)
+    # END SOLUTION
+
+
+# %%
+from dreamer_lib.course.checks.train import check_updates_due
+
+check_updates_due(updates_due)
 
 # %% [markdown]
 # ## 2. Three counters
@@ -287,12 +312,70 @@ from dreamer_lib.evaluate import main as dreamer_eval
 exit_code = dreamer_eval([str(RUN), "--episodes", "2"])
 
 # %% [markdown]
+# ## 7. Train with your own code
+#
+# Each `# @save` cell of the course (lessons 1, 3, 5 and this one) is a piece of the trainer. The
+# trainer can run yours in its place: `write_components` copies the `@save` cells of the
+# notebooks in the current folder into one Python file (in your workbooks folder: the code you
+# wrote; here in the lessons: the solutions), leaving out any cell with a blank still to fill,
+# and `dreamer-train --components FILE` (or `components.train(FILE, config, folder)` from Python)
+# runs each function's exercise check first, refuses a wrong one with that check's message, and
+# then trains with yours in place of the library's. The run folder keeps a copy of the file
+# (`components.py`), and a resume uses it again.
+#
+# A short run with the file, next to this lesson's run over the same first phases: same seed,
+# same settings, so the metrics agree as far as the two implementations agree (the solutions here
+# are the library's code, so they should agree exactly):
+
+# %%
+import pathlib
+
+from dreamer_lib.course import components
+
+mine = components.write_components(RUN.parent / "my_dreamer.py", sorted(pathlib.Path(".").glob("0[0-9]_*.ipynb")))
+MINE = RUN.parent / f"{RUN.name}-mine"
+short = config.replace(steps=scale.pick(gpu=12_000, cpu=3_000, ci=800))
+components.train(mine, short, MINE, progress=True)
+theirs = {row["env_frames"]: row for row in CSVLog(RUN / "metrics.csv").read()}
+print(f"\n{'env frames':>10} | {'model_loss: library':>19} {'yours':>10} | {'actor_loss: library':>19} {'yours':>10}")
+for row in CSVLog(MINE / "metrics.csv").read():
+    library = theirs.get(row["env_frames"], {})
+    print(f"{row['env_frames']:>10} | {library.get('model_loss', '-'):>19} {row['model_loss']:>10} | "
+          f"{library.get('actor_loss', '-'):>19} {row['actor_loss']:>10}")
+
+# %% [markdown]
+# And a file with a classic mistake, the lambda-return bootstrapped with `values[-1]` (that is
+# $v_{H-1}$, the value of the last imagined state, not of the state after it): the trainer does
+# not start, and the message is the exercise check's.
+
+# %%
+buggy = RUN.parent / "buggy_dreamer.py"
+buggy.write_text('''import torch
+
+
+def compute_lambda_returns(rewards, values, discounts, bootstrap, lambda_=0.95):
+    next_values = torch.cat([values[1:], values[-1:]], 0)  # the bug: the last v_{t+1} is values[-1]
+    returns, last = [], values[-1]
+    for t in reversed(range(rewards.shape[0])):
+        last = rewards[t] + discounts[t] * ((1 - lambda_) * next_values[t] + lambda_ * last)
+        returns.append(last)
+    return torch.stack(returns[::-1])
+''')
+try:
+    components.train(buggy, short, RUN.parent / f"{RUN.name}-buggy", progress=True)
+except components.ComponentRejected as refused:
+    print(f"Refused: {refused}")
+print("run folder created:", (RUN.parent / f"{RUN.name}-buggy").exists())
+
+# %% [markdown]
 # ## Summary
 #
 # - Algorithm 1 = collect with the policy (plus noise), replay batches into the world model and
 #   into imagination, 100 updates per 1,000 env frames after a random prefill.
 # - Keep env frames, agent steps and updates apart; the paper's axes are env frames.
 # - A run folder is self-contained and resumable: config, episodes, checkpoint, logs, pictures.
+# - The schedule (exercise 6.1) owes updates by env frames alone, which is what makes a resume exact.
+# - `dreamer-train --components FILE` trains the real agent with your own functions, each checked first.
 # - Lesson 7 opens such a run folder in the imagination debugger and breaks training on purpose.
 
 # %%

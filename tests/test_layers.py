@@ -1,5 +1,7 @@
 """Two layers: the algorithm (dreamer_lib/) and the course (dreamer_lib/course/) on top of it.
-No module of the algorithm may import the course, in any form."""
+No module of the algorithm may import the course, in any form. One file joins them: cli.py, the
+console commands (`dreamer-train --components` runs the course's exercise checks), which no
+module of either layer imports."""
 from __future__ import annotations
 
 import ast
@@ -10,7 +12,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LIBRARY = ROOT / "dreamer_lib"
 COURSE = LIBRARY / "course"
-ALGORITHM = sorted(p for p in LIBRARY.rglob("*.py") if COURSE not in p.parents)
+ENTRY_POINTS = LIBRARY / "cli.py"
+ALGORITHM = sorted(p for p in LIBRARY.rglob("*.py") if COURSE not in p.parents and p != ENTRY_POINTS)
 
 
 def course_imports(source: str, package: str = "dreamer_lib", filename: str = "<string>") -> list[tuple[int, str]]:
@@ -37,7 +40,7 @@ def course_imports(source: str, package: str = "dreamer_lib", filename: str = "<
 
 def test_the_algorithm_modules_are_found():
     names = {p.name for p in ALGORITHM}
-    assert {"agent.py", "rssm.py", "train.py", "viz.py"} <= names, names
+    assert {"agent.py", "rssm.py", "train.py", "viz.py", "components.py"} <= names, names
     assert not any(p.is_relative_to(COURSE) for p in ALGORITHM)
 
 
@@ -74,3 +77,14 @@ def test_every_form_of_import_is_caught(source):
 ])
 def test_other_imports_pass(source):
     assert not course_imports(source), source
+
+
+@pytest.mark.parametrize("module", sorted(LIBRARY.rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_nothing_imports_the_entry_points(module):
+    """cli.py may reach the course; anything that imported it would reach the course through it."""
+    for node in ast.walk(ast.parse(module.read_text())):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                 [f"{node.module or ''}.{a.name}" for a in node.names] + [node.module or ""]
+                 if isinstance(node, ast.ImportFrom) else [])
+        assert not any(n in ("dreamer_lib.cli", ".cli") or n.startswith("dreamer_lib.cli.") for n in names), (
+            f"{module.relative_to(ROOT)}:{node.lineno} imports dreamer_lib.cli, the console entry points")

@@ -1,0 +1,170 @@
+"""Your own code in the real trainer: components files (dreamer_lib/components.py), their checks
+(dreamer_lib/course/components.py) and `dreamer-train --components`."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import dreamer_lib.actor_critic
+import dreamer_lib.agent
+from dreamer_lib.components import CALLED_FROM, load_components, use_components
+from dreamer_lib.config import make_config
+from dreamer_lib.course import components as course_components
+from dreamer_lib.course.components import ComponentRejected, write_components
+from dreamer_lib.train import Trainer
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# A learner's lambda-returns as a plain loop (equation 6), noting the shape of every call in a file.
+LOOP_RETURNS = textwrap.dedent('''
+    import torch
+    from dreamer_lib.rssm import kl_loss  # the library's: not a component of this file
+
+
+    def compute_lambda_returns(rewards, values, discounts, bootstrap, lambda_=0.95):
+        with open(__file__ + ".calls", "a") as calls:
+            calls.write(f"{tuple(rewards.shape)}\\n")
+        out, last = [], bootstrap
+        for t in reversed(range(rewards.shape[0])):
+            next_value = values[t + 1] if t + 1 < rewards.shape[0] else bootstrap
+            last = rewards[t] + discounts[t] * ((1 - lambda_) * next_value + lambda_ * last)
+            out.append(last)
+        return torch.stack(out[::-1])
+''')
+# The same, bootstrapping with values[-1] (a mistake the lambda-return check names).
+WRONG_RETURNS = LOOP_RETURNS.replace("else bootstrap", "else values[-1]").replace("out, last = [], bootstrap",
+                                                                                  "out, last = [], values[-1]")
+
+
+def write(tmp_path, text, name="mine.py") -> pathlib.Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def tiny(**changes):
+    return make_config("ci", **{"steps": 600, "eval_every": 10_000, **changes})
+
+
+def test_load_finds_the_names_the_file_defines_not_those_it_imports(tmp_path):
+    found = load_components(write(tmp_path, LOOP_RETURNS))
+    assert list(found) == ["compute_lambda_returns"]
+    r, v, d = torch.randn(3, 4, 2).unbind(0)
+    b = torch.randn(2)
+    expected = r[3] + d[3] * b  # H = 4; lambda = 0, last step: r + d * bootstrap
+    assert torch.allclose(found["compute_lambda_returns"](r, v, d, b, 0.0)[3], expected)
+
+
+@pytest.mark.parametrize("text, words", [
+    (None, "no such file"),
+    ("def compute_lambda_returns(:\n", "fails when it runs: SyntaxError"),
+    ("import not_a_module_anywhere\n", "fails when it runs: ModuleNotFoundError"),
+    ("def lambda_returns(r, v, d, b, l):\n    return r\n", "defines none of the exercise names"),
+])
+def test_load_names_what_is_wrong_with_the_file(tmp_path, text, words):
+    path = tmp_path / "mine.py" if text is None else write(tmp_path, text)
+    with pytest.raises(ValueError, match=words) as error:
+        load_components(path)
+    assert "mine.py" in str(error.value)
+
+
+def test_use_components_swaps_where_the_library_calls_and_always_restores(tmp_path):
+    mine = load_components(write(tmp_path, LOOP_RETURNS))["compute_lambda_returns"]
+
+    def weights(d):
+        return torch.ones_like(d)
+
+    originals = dreamer_lib.agent.compute_lambda_returns, dreamer_lib.actor_critic.discount_weights
+    with pytest.raises(RuntimeError):
+        with use_components({"compute_lambda_returns": mine, "discount_weights": weights}):
+            assert dreamer_lib.agent.compute_lambda_returns is mine
+            assert dreamer_lib.agent.discount_weights is weights and dreamer_lib.actor_critic.discount_weights is weights
+            raise RuntimeError("inside the block")
+    assert (dreamer_lib.agent.compute_lambda_returns, dreamer_lib.actor_critic.discount_weights) == originals
+    with pytest.raises(ValueError, match="lambda_returns"):
+        with use_components({"lambda_returns": mine}):
+            pass
+
+
+def test_every_swappable_name_exists_where_it_is_called_and_has_a_check():
+    import importlib
+    for name, modules in CALLED_FROM.items():
+        for module in modules:
+            assert hasattr(importlib.import_module(f"dreamer_lib.{module}"), name), (name, module)
+    assert set(course_components.CHECKS) == set(CALLED_FROM)
+
+
+def test_the_trainer_learns_with_the_learners_function_and_keeps_a_copy(tmp_path):
+    path = write(tmp_path, LOOP_RETURNS)
+    run = tmp_path / "run"
+    rows = course_components.train(path, tiny(), run, progress=False)
+    assert rows and (run / "components.py").read_text() == LOOP_RETURNS
+    c = tiny()
+    shapes = (path.parent / "mine.py.calls").read_text().splitlines()
+    in_training = [s for s in shapes if s in (f"({c.horizon - 1}, {c.batch_size * (c.seq_len - n)})" for n in (0, 1))]
+    assert len(in_training) == int(rows[-1]["updates"]) > 0, shapes  # once per update: the trainer called it
+    assert dreamer_lib.agent.compute_lambda_returns is dreamer_lib.actor_critic.compute_lambda_returns
+
+
+def test_a_wrong_function_is_refused_with_its_check_and_nothing_is_written(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(ComponentRejected) as error:
+        course_components.train(write(tmp_path, WRONG_RETURNS), tiny(), run, progress=False)
+    message = str(error.value)
+    assert message.startswith("compute_lambda_returns from ") and "Exercise 5.1" in message
+    assert "values[-1]" in message or "bootstrap" in message, message
+    assert not run.exists()
+
+
+def test_an_unwritten_blank_is_refused_by_name(tmp_path):
+    blank = 'def compute_critic_loss(values, lambda_returns, discounts):\n    raise NotImplementedError("Exercise 5.3: x")\n'
+    with pytest.raises(ComponentRejected, match="compute_critic_loss from .* is not written yet"):
+        course_components.check_components(load_components(write(tmp_path, blank)), "mine.py")
+
+
+def test_without_the_checks_the_trainer_refuses_components(tmp_path):
+    with pytest.raises(ValueError, match="needs their exercise checks"):
+        Trainer(tiny(), tmp_path / "run", progress=False, components=write(tmp_path, LOOP_RETURNS))
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_lessons_save_cells_make_a_components_file_that_passes_every_check(tmp_path):
+    lessons = sorted((ROOT / "notebooks").glob("0[0-9]_*.ipynb"))
+    path = write_components(tmp_path / "solutions.py", lessons)
+    components = load_components(path)
+    assert set(components) == set(CALLED_FROM), set(CALLED_FROM) - set(components)
+    course_components.check_components(components, path)
+
+
+def test_write_components_leaves_out_cells_with_blanks(tmp_path):
+    def cell(source):
+        return {"cell_type": "code", "source": source, "metadata": {}, "outputs": [], "execution_count": None}
+    filled = "# @save dreamer_lib.actor_critic\n" + LOOP_RETURNS.split("component of this file")[1]
+    blank = ('# @save dreamer_lib.actor_critic\ndef compute_critic_loss(values, lambda_returns, discounts):\n'
+             '    raise NotImplementedError("Exercise 5.3: x")\n')
+    notebook = {"cells": [cell(filled), cell(blank), cell("print('not saved')")], "metadata": {}, "nbformat": 4,
+                "nbformat_minor": 5}
+    workbook = tmp_path / "05_actor_critic.ipynb"
+    workbook.write_text(json.dumps(notebook))
+    components = load_components(write_components(tmp_path / "mine.py", [workbook]))
+    assert list(components) == ["compute_lambda_returns"]
+    course_components.check_components(components)
+
+
+def test_the_command_refuses_a_wrong_component_with_exit_2(tmp_path):
+    command = [str(pathlib.Path(sys.executable).with_name("dreamer-train")), "--components",
+               str(write(tmp_path, WRONG_RETURNS)), "--preset", "ci", "--logdir", str(tmp_path / "run")]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2, done.stderr
+    assert "error: compute_lambda_returns from" in done.stderr and "Exercise 5.1" in done.stderr
+    assert not (tmp_path / "run").exists()
+    plain = subprocess.run([sys.executable, "-m", "dreamer_lib.train", *command[1:]], capture_output=True, text=True,
+                           cwd=tmp_path)
+    assert plain.returncode == 2 and "dreamer-train command" in plain.stderr
