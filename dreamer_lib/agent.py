@@ -7,6 +7,8 @@ is made fast (autocast, channels-last, fused Adam, compile) lives apart, in fast
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -206,7 +208,9 @@ class DreamerV1(nn.Module):
                 "config.json of its own run folder (dreamer-train --resume RUN does).\n"
                 f"PyTorch said: {str(error).splitlines()[0]}") from None
         for group, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(checkpoint["optimizers"][group])
+            # A copy: load_state_dict keeps the given state tensors, which Adam then updates in
+            # place; two agents loaded from one checkpoint dict would otherwise share their state.
+            optimizer.load_state_dict(copy.deepcopy(checkpoint["optimizers"][group]))
             # The optimiser's state dict carries the learning rate it was saved with; this run's
             # config decides (a resume may change it on purpose).
             for param_group in optimizer.param_groups:

@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 7: The imagination debugger
 #
-# *Time to run:* ci: 27 s, cpu (2 cores): 1.5 min, gpu: not measured yet (cpu: with lesson 6's
+# *Time to run:* ci: 20 s, cpu (2 cores): 2 min, gpu: not measured yet (cpu: with lesson 6's
 # trained run on disk) · Words: the [glossary](GLOSSARY.md).
 #
 # A Dreamer agent that does not learn rarely crashes: it trains quietly on a world model that
@@ -47,7 +47,8 @@ if "google.colab" in sys.modules:
 # Then we break training on purpose, one named setting at a time, and look at the symptom next
 # to its cause: free nats off or huge, the KL the wrong way round, a too-large world-model
 # learning rate, a too-short horizon, no exploration noise. Each diagnosis comes with the
-# numbers that support it, printed by its own cell.
+# numbers that support it, printed by its own cell. Then it is your turn (exercise 7.1): a run
+# broken by one hidden setting, to diagnose from its symptoms.
 #
 # Where this sits: it reads a finished run, the whole chain **env → replay buffer → world
 # model → imagination → actor-critic**.
@@ -236,21 +237,22 @@ from dreamer_lib.rssm import kl_loss
 UPDATES = scale.pick(gpu=1000, cpu=150, ci=2)
 
 
-def continue_world_model(changes: dict, kl=None, updates: int = UPDATES):
+def continue_world_model(changes: dict, kl=None, updates: int = UPDATES, seed: int = 0):
     """This run's agent, trained `updates` more world-model updates with `changes` to its config
-    (and `kl` in place of kl_loss if given). Returns the agent and a list of per-update metrics."""
+    (and `kl` in place of kl_loss if given), on batches drawn with `seed`. Returns the agent and a
+    list of per-update metrics."""
     config = agent.config.replace(batch_size=scale.pick(gpu=50, cpu=8, ci=3),
                                   seq_len=scale.pick(gpu=50, cpu=16, ci=8), **changes)
     model = DreamerV1(config, agent.action_size, device=agent.device)
-    model.load_checkpoint(checkpoint["agent"])
+    model.load_checkpoint(checkpoint["agent"])  # each experiment starts from the checkpoint's weights and Adam state
     for group in model.optimizers["model"].param_groups:
         group["lr"] = config.model_lr  # the checkpoint's optimiser state carries the old rate
-    replay = ReplayBuffer(capacity=10**9, seed=0)  # same seed: every experiment sees the same batches
+    replay = ReplayBuffer(capacity=10**9, seed=seed)  # same seed: every experiment sees the same batches
     for e in episodes:
         replay.add_episode(e, save=False)
     history = []
     patch = mock.patch.object(dreamer_lib.agent, "kl_loss", kl) if kl else contextlib.nullcontext()
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     with patch:
         for _ in range(updates):
             metrics = model.update_world_model(replay.sample(config.batch_size, config.seq_len))
@@ -343,7 +345,56 @@ plt.show()
 #   than it started?); the damage, if any, shows in `post err` and `open err` against the
 #   control's. The fix: the paper's 6e-4, gradient clipping (100), and a check for NaN (the
 #   trainer stops with a message if a loss becomes NaN or inf).
+
+# %% [markdown]
+# ### Exercise 7.1: find the bug
 #
+# Another continuation of this run went wrong, and one setting did it: one of the four
+# candidates of the table, `free_nats=0`, `free_nats=100`, `KL reversed` or `model_lr=6e-3`.
+# Which one, the course picks from a fixed seed (`mystery_run`, in
+# `dreamer_lib/course/checks/debugger.py`: the answer is written there, so diagnose before you
+# look). It calls the `continue_world_model` above twice, for a control and for the mystery, on
+# batches drawn with another seed than the table's (printed below), and debugs another episode
+# (the one before the last). So the mystery's numbers match no row of the table digit for
+# digit: read its symptoms against its own control, printed above it, column by column as the
+# reading guide does, and look at the picture.
+
+# %%
+from dreamer_lib.course.checks.debugger import CANDIDATES, mystery_run
+
+mystery = mystery_run(continue_world_model, experiments, symptoms=symptoms,
+                      debug=lambda model: pictures.debug_episode(model, episodes[-2], start=start))
+print(f"{mystery}\ncandidates: {', '.join(CANDIDATES)}\n")
+print(f"{'':>13} |" + "".join(f"{column:>11}" for column in mystery.control))
+for name, row in (("control", mystery.control), ("mystery", mystery.row)):
+    print(f"{name:>13} |" + "".join(shown(column, value) for column, value in row.items()))
+
+# %%
+figure = pictures.diagnosis_figure(mystery.runs, t=start + 8)
+figure.set_dpi(80)
+plt.show()
+
+# %% [markdown]
+# Which setting broke it? Name it as the table does. The check answers with the numbers: for
+# the right name, those in the mystery's row that point to it; for a wrong one, the printed
+# number that rules it out. A signature needs updates to show: with few of them (as at the ci
+# scale), the check says when the row cannot tell the candidates apart.
+
+# %%
+# BEGIN SOLUTION 7.1: set diagnosis to the name of the broken setting, one of CANDIDATES
+diagnosis = "free_nats=100"
+# END SOLUTION
+
+# %%
+from dreamer_lib.course.checks.debugger import check_diagnosis
+
+check_diagnosis(diagnosis, mystery)
+
+# %% [markdown]
+# Another seed, `mystery_run(..., seed=...)`, draws another hidden setting (perhaps the same
+# one) and other batches: a new case to diagnose with the same check.
+
+# %% [markdown]
 # ## 4. Two behaviour-level issues
 #
 # ### A too-short horizon (`horizon=2`)
@@ -561,8 +612,11 @@ plt.show()
 #   number each diagnosis rests on. A KL pushed towards zero, with the posterior's std equal to
 #   the prior's: collapse (free nats off). A KL that climbs while the clamp switches the KL term
 #   off: nothing trains the prior (free nats too large). A loss that spikes: the learning rate.
-#   A policy that does not improve while the model is good: the horizon, the reward head,
-#   exploration, or an actor saturated at one action.
+#   A KL that differs from the control's at the very first update, before any step: the KL's
+#   formula changed (its direction). A policy that does not improve while the model is good:
+#   the horizon, the reward head, exploration, or an actor saturated at one action.
+# - Exercise 7.1 applied this to a run broken by one hidden setting: its row next to a control
+#   on the same batches, read column by column; the check named the numbers behind the answer.
 # - `pictures.debug_episode`, `pictures.debugger_frame` and `widgets.imagination_debugger` (all in
 #   `dreamer_lib.course`) work on any run folder, including a DMC or CarRacing run trained on a GPU.
 

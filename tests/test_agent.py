@@ -258,6 +258,26 @@ def test_checkpoint_round_trip_restores_weights_and_optimizers(buffer, tmp_path)
     assert not torch.equal(fresh.actor.net[0].weight, agent.actor.net[0].weight)
 
 
+def test_agents_loaded_from_one_checkpoint_dict_do_not_share_optimizer_state(buffer):
+    """Lesson 7 continues one checkpoint several times: each must start from the saved Adam state,
+    whatever the ones before did (load_state_dict alone keeps the dict's tensors, stepped in place)."""
+    agent = make_agent(seed=0)
+    agent.update(buffer.sample(3, 8))
+    checkpoint = agent.checkpoint()
+    saved = {k: v.clone() for k, v in checkpoint["optimizers"]["model"]["state"][0].items()}
+    batch = buffer.sample(3, 8)
+    finals = []
+    for _ in range(2):
+        model = make_agent(seed=1)
+        model.load_checkpoint(checkpoint)
+        torch.manual_seed(3)
+        model.update(batch)
+        finals.append(model.encoder.convs[0].weight.detach().clone())
+    for key, value in saved.items():
+        assert torch.equal(checkpoint["optimizers"]["model"]["state"][0][key], value), key
+    assert torch.equal(*finals)
+
+
 def test_checkpoint_from_another_architecture_is_refused_with_advice(buffer, tmp_path):
     checkpoint = make_agent().checkpoint()
     other = make_agent(deter_size=32)
