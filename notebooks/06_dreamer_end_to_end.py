@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 6: Dreamer end to end
 #
-# *Time to run:* ci: 8 s, cpu (2 cores): 55 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 1 min, cpu (2 cores): 55 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # Every part exists now: the env and its pixel wrapper (lesson 0), the replay buffer, the
 # encoder and decoder, the RSSM and its losses, the actor and critic (lesson 5). This lesson
