@@ -168,3 +168,17 @@ def test_the_command_refuses_a_wrong_component_with_exit_2(tmp_path):
     plain = subprocess.run([sys.executable, "-m", "dreamer_lib.train", *command[1:]], capture_output=True, text=True,
                            cwd=tmp_path)
     assert plain.returncode == 2 and "dreamer-train command" in plain.stderr
+
+
+def test_a_resume_uses_the_runs_own_copy_of_the_components(tmp_path, capsys):
+    path = write(tmp_path, LOOP_RETURNS)
+    run = tmp_path / "run"
+    course_components.train(path, tiny(steps=500), run, progress=False)
+    path.unlink()  # the learner's file is gone; the run keeps its copy
+    trainer = Trainer(tiny(steps=700), run, progress=False, check_components=course_components.check_components)
+    assert list(trainer.components) == ["compute_lambda_returns"]
+    assert f"from {run / 'components.py'}" in capsys.readouterr().out
+    rows = trainer.run()
+    assert int(rows[-1]["env_frames"]) >= 700
+    calls = (run / "components.py.calls").read_text().splitlines()  # the copy's own __file__ counts now
+    assert len([s for s in calls if s.startswith(f"({tiny().horizon - 1}, ")]) > 0
