@@ -10,7 +10,7 @@ import pytest
 
 from dreamer_lib.config import make_config
 from dreamer_lib.envs import make_env, run_episode
-from dreamer_lib.train import updates_due
+from dreamer_lib.train import Trainer, updates_due
 
 PENDULUM_WORST_REWARD = -(math.pi ** 2 + 0.1 * 8 ** 2 + 0.001 * 2 ** 2)  # per frame, Pendulum-v1's cost
 
@@ -91,3 +91,11 @@ def test_updates_due_schedule():
     assert updates_due(5999, paper) == 100
     assert updates_due(6000, paper) == 200
     assert updates_due(1_000_000, paper) == 100 * (1 + 995)
+
+
+def test_progress_bar_outside_a_terminal_redraws_rarely(tmp_path, capsys):
+    """In a notebook or a log every redraw stays in the saved output: a short run leaves its first
+    and last state (and one per 30 s), not one line per episode."""
+    Trainer(make_config("ci", steps=800, eval_every=10_000), tmp_path / "run", progress=True).run()
+    bar = capsys.readouterr().err
+    assert "800/800" in bar and bar.count("\r") <= 3, bar
