@@ -247,8 +247,8 @@ from dreamer_lib.course.checks.networks import check_conv_decoder
 check_conv_decoder(ConvDecoder)
 
 # %% [markdown]
-# Parameter counts at the paper's depth 32 (the cpu preset uses depth 16, about a quarter of
-# these). Most of the decoder sits in the first transposed conv, 1024 x 3200 weights:
+# Parameter counts at the paper's depth 32 (the cpu preset uses depth 8; the autoencoder below
+# prints its count). Most of the decoder sits in the first transposed conv, 1024 x 3200 weights:
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -196,7 +196,7 @@ print(inspect.getsource(DreamerV1.update_world_model))
 #
 # Now the loop: sample a batch of sequences, take a step, record the metrics. At the gpu scale
 # this is 3000 updates at the paper's sizes (batch 50 × 50 steps); at the cpu scale 1200 updates
-# of the smaller cpu preset (batch 16 × 32 steps), about 5 minutes on 2 free CPU cores: the pole
+# of the smaller cpu preset (batch 16 × 24 steps), the longest part of this lesson: the pole
 # is a few percent of the pixels and the last thing the image loss pays for, and with this preset
 # it appears in the predictions only after about 1000 updates (see the note under the picture).
 

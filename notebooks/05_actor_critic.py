@@ -494,7 +494,7 @@ for name, loss in (("actor loss", actor_loss), ("critic loss", critic_loss)):
 # Then we filter a *real* sequence with the posterior (as the agent does when it acts), imagine
 # `horizon` steps from three of its posterior states with your `imagine_step`, decode the
 # imagined states into frames and write the predicted reward and the critic's value under each.
-# On the CPU scale we use batches of 8 windows of 16 steps (the cpu preset trains on 16 x 32)
+# On the CPU scale we use batches of 8 windows of 16 steps (the cpu preset trains on 16 x 24)
 # so that all of it takes a few minutes; the network sizes are the preset's.
 
 # %%

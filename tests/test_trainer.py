@@ -382,5 +382,5 @@ def test_help_lists_every_config_field_once_with_its_comment(capsys, monkeypatch
 
 def test_preset_sets_the_defaults_and_flags_override_them():
     args = train.parse_args(["--preset", "cpu", "--free-nats", "1", "--no-fast"])
-    assert (args.config.preset, args.config.cnn_depth, args.config.free_nats, args.config.fast) == ("cpu", 16, 1.0, False)
+    assert (args.config.preset, args.config.cnn_depth, args.config.free_nats, args.config.fast) == ("cpu", 8, 1.0, False)
     assert train.parse_args(["--test"]).config.preset == "ci"
