@@ -7,14 +7,15 @@ gives a distinct list of answers, so the check can name it.
 """
 from __future__ import annotations
 
+from dreamer_lib import train as reference
 from dreamer_lib.config import make_config
 from dreamer_lib.course.checks import call, fail, passed
 
 EXERCISE = "6.1"
 
 
-def _schedule(prefill: int, every: int, steps: int, repeat: int, frames: list[int]):
-    """The reference answers, and those of each named mistake, written out from the rule."""
+def _mistakes(prefill: int, every: int, steps: int, repeat: int, frames: list[int]) -> dict[str, list[int]]:
+    """The answers of each named mistake, written out from the rule with one part changed."""
     def due(f, pretrain=True, start=prefill, counted=lambda f: f, first=lambda f: f >= prefill):
         if not first(f):
             return 0
@@ -34,7 +35,7 @@ def _schedule(prefill: int, every: int, steps: int, repeat: int, frames: list[in
         "updates during the prefill: return 0 while env_frames < prefill_frames (the buffer holds only "
         "random episodes then, and too few)": [steps * (1 + f // every) for f in frames],
     }
-    return [due(f) for f in frames], mistakes
+    return mistakes
 
 
 def check_updates_due(updates_due) -> None:
@@ -50,7 +51,8 @@ def check_updates_due(updates_due) -> None:
             kinds = sorted({type(a).__name__ for a in answers})
             fail(EXERCISE, f"updates_due returned {', '.join(kinds)}; it should return an int, a count of updates. "
                            "Use // (floor division) rather than /.")
-        expected, mistakes = _schedule(prefill, every, steps, repeat, frames)
+        expected = [reference.updates_due(f, config) for f in frames]
+        mistakes = _mistakes(prefill, every, steps, repeat, frames)
         if answers != expected:
             for why, wrong in mistakes.items():
                 if answers == wrong:
