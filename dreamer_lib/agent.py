@@ -118,8 +118,10 @@ class DreamerV1(nn.Module):
             if c.actor_entropy:
                 actor_loss = actor_loss - c.actor_entropy * (discount_weights(discount[:-1]) * entropy).mean()
 
-            # 4. Critic loss (eq. 8): regress v(s_t) on the detached returns, on detached states.
-            critic_loss = compute_critic_loss(self.critic(features[:-1].detach()), returns, discount[:-1])
+            # 4. Critic loss (eq. 8): regress v(s_t) on the detached returns. It reuses the values
+            # above: its gradient is taken w.r.t. the critic's parameters only (step 5), the same
+            # as on detached states, without a second pass through the critic.
+            critic_loss = compute_critic_loss(value[:-1], returns, discount[:-1])
 
         # 5. Three optimiser steps, each on its own loss's gradient with a global-norm clip.
         for group, loss in (("model", model_loss), ("actor", actor_loss), ("critic", critic_loss)):
@@ -140,9 +142,10 @@ class DreamerV1(nn.Module):
 
     def _clipped_gradient(self, group: str, loss: torch.Tensor) -> torch.Tensor:
         # autograd.grad computes only this group's gradients: the actor loss backpropagates
-        # through the world model and critic without writing into their .grad.
+        # through the world model and critic without writing into their .grad. The graph is kept
+        # because the actor's and the critic's losses share the critic's forward pass.
         params = self.params[group]
-        for param, grad in zip(params, torch.autograd.grad(loss, params)):
+        for param, grad in zip(params, torch.autograd.grad(loss, params, retain_graph=True)):
             param.grad = grad
         return nn.utils.clip_grad_norm_(params, self.config.grad_clip)
 

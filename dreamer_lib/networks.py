@@ -105,9 +105,14 @@ def gaussian_log_prob(mean: torch.Tensor, target: torch.Tensor, event_dims: int 
 
     The paper models images and rewards as unit-variance Gaussians. Up to its constant this is
     -0.5 x squared error; we keep the constant so that losses read as the official code's (an
-    image of 64x64x3 pixels carries 0.5 * log(2 pi) * 12288 = 11291 nats of it)."""
-    log_prob = -0.5 * (mean.float() - target.float()).pow(2) - 0.5 * math.log(2 * math.pi)
-    return log_prob.sum(tuple(range(-event_dims, 0))) if event_dims else log_prob
+    image of 64x64x3 pixels carries 0.5 * log(2 pi) * 12288 = 11291 nats of it). The squared
+    errors are summed before they are scaled: the same number in fewer passes over the pixels."""
+    squared_error = (mean.float() - target.float()).square()
+    if not event_dims:
+        return -0.5 * squared_error - 0.5 * math.log(2 * math.pi)
+    dims = tuple(range(-event_dims, 0))
+    count = math.prod(squared_error.shape[d] for d in dims)  # 12288 for a 64x64x3 image
+    return -0.5 * squared_error.sum(dims) - 0.5 * math.log(2 * math.pi) * count
 
 
 class DenseHead(nn.Module):
