@@ -118,5 +118,7 @@ def compute_actor_loss(lambda_returns: torch.Tensor, discounts: torch.Tensor) ->
 def compute_critic_loss(values: torch.Tensor, lambda_returns: torch.Tensor, discounts: torch.Tensor):
     """Regress v(s_t) on the lambda-returns (eq. 8): the negative log-likelihood of a unit-variance
     Gaussian, 0.5 (v - R)^2 without its constant. The target is detached, so the critic does not
-    move its own target; `values` should be computed on detached features."""
+    move its own target. Take this loss's gradient w.r.t. the critic's parameters only (as
+    DreamerV1.update does) or compute `values` on detached features: either way the critic loss
+    does not reshape the world model's states."""
     return (discount_weights(discounts) * 0.5 * (values - lambda_returns.detach()).pow(2)).mean()

@@ -48,9 +48,10 @@ def openl_frames(truth, model) -> np.ndarray:
     return (video * 255).round().astype(np.uint8)
 
 
-def openl_strip(truth, model, context: int = 5, every: int = 5, sequence: int = 0) -> plt.Figure:
+def openl_strip(truth, model, context: int = 5, every: int = 5, sequence: int = 0, note: str = "") -> plt.Figure:
     """One sequence of the open-loop prediction as a still: columns are time steps (every
-    `every`-th), rows truth / model / error; a line marks where observations stop."""
+    `every`-th), rows truth / model / error; a line marks where observations stop. `note` is
+    added to the title (e.g. how many updates the model had)."""
     truth, model = _as_numpy(truth)[:, sequence], _as_numpy(model)[:, sequence]
     video = openl_frames(truth[:, None], model[:, None])  # (T, 3H, W, 3)
     steps = list(range(0, len(video), every))
@@ -61,8 +62,8 @@ def openl_strip(truth, model, context: int = 5, every: int = 5, sequence: int = 
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0][0].set_yticks([32, 96, 160], ["truth", "model", "error"], fontsize=8)
-    fig.suptitle(f"Open-loop prediction: {context} observed frames, then the prior imagines with the real actions",
-                 fontsize=9)
+    fig.suptitle(f"Open-loop prediction: {context} observed frames, then the prior imagines with the real actions"
+                 + (f" ({note})" if note else ""), fontsize=9)
     fig.tight_layout()
     return fig
 
