@@ -74,7 +74,7 @@ class Config:
     # --- machine ---
     seed: int = 0  # seeds the model, the envs and the replay sampling
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda if available, else cpu
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the hardware has bf16 units
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on a CUDA GPU that has it, fp32 on the CPU
     compile: Literal["auto", "on", "off"] = "auto"  # auto: torch.compile on CUDA only (on CPU: 1.08x for minutes of compiling)
     fast: bool = True  # the fast update path (fast.py); --no-fast = plain eager fp32
     preset: Literal["paper", "cpu", "ci"] = "paper"  # the defaults this run started from (config.PRESETS)

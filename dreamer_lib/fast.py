@@ -2,7 +2,9 @@
 
 Kept apart from the math (agent.py) so a reader of the update sees only the algorithm. With
 config.fast on (the default):
-  - autocast to bf16 where the hardware has bf16 units (distributions and losses stay fp32);
+  - autocast to bf16 on a CUDA GPU that has it (distributions and losses stay fp32); on the CPU
+    only when asked (`--precision bf16`): even with AVX512-BF16 units it measured 1.4-1.5x slower
+    than fp32 for the cpu preset's update (README, speed);
   - channels-last convolutions on CUDA and with bf16 (in fp32 on the CPU they measured no faster,
     and slower on AVX2 CPUs and at some conv depths, so fp32 CPU updates stay plain);
   - fused Adam on CUDA;
@@ -20,7 +22,7 @@ from dreamer_lib.config import Config
 
 
 def cpu_has_bf16() -> bool:
-    """True where the CPU has native bf16 arithmetic (AVX512-BF16 or AMX); elsewhere bf16 is slow."""
+    """True where the CPU has native bf16 arithmetic (AVX512-BF16 or AMX), which benchmarks report."""
     try:
         flags = open("/proc/cpuinfo").read()
     except OSError:
@@ -29,14 +31,16 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_precision(config: Config, device: torch.device) -> torch.dtype:
-    """The autocast dtype: bf16 where the hardware does it natively, else fp32."""
+    """The autocast dtype: bf16 on a CUDA GPU that supports it or when asked for, else fp32."""
     if config.precision == "fp32" or not config.fast:
         return torch.float32
     if config.precision == "bf16":
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+    # The CPU: fp32. On a 2-core AVX512-BF16 Xeon (2026-11-29, fp32 vs bf16 autocast, 2 threads) the
+    # cpu preset's update took 334 vs 500 ms, and depth 16 with 32-step windows 592 vs 840 ms.
+    return torch.float32
 
 
 def autocast(device: torch.device, dtype: torch.dtype):

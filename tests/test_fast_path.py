@@ -57,3 +57,14 @@ def test_fast_path_in_bf16_matches_plain_path_within_bf16_tolerance():
         ratio = fast_grads[group].norm() / plain_grads[group].norm()
         assert cosine > 0.99, f"{group} gradients: cosine {cosine:.4f}"
         assert 0.95 < ratio < 1.05, f"{group} gradient norms differ: ratio {ratio:.3f}"
+
+
+def test_auto_precision_is_fp32_on_every_cpu_and_bf16_only_when_asked(monkeypatch):
+    """bf16 autocast measured slower than fp32 on the CPU even with bf16 units (fast.py), so the
+    default must not depend on the CPU's flags."""
+    from dreamer_lib import fast
+    for has_bf16 in (True, False):
+        monkeypatch.setattr(fast, "cpu_has_bf16", lambda: has_bf16)
+        assert fast.resolve_precision(make_config("cpu"), torch.device("cpu")) == torch.float32
+        assert fast.resolve_precision(make_config("cpu", precision="bf16"), torch.device("cpu")) == torch.bfloat16
+    assert fast.resolve_precision(make_config("cpu", precision="bf16", fast=False), torch.device("cpu")) == torch.float32
