@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 5: Behaviour learning in imagination
 #
-# *Time to run:* ci: 16 s, cpu (2 cores): 4 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 16 s, cpu (2 cores): 2.5 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # Lessons 3 and 4 built a world model that can predict the future from a latent state without
 # looking at the environment. This lesson turns that model into behaviour: Dreamer trains an
@@ -346,9 +346,11 @@ check_actor_loss(compute_actor_loss)
 # - the **target** $R_t$: it is built from the critic's own values, and a critic that could move
 #   its target would chase it; worse, $R_t$ carries the gradient path into the actor and the
 #   world model, which this loss has no business training. So `lambda_returns.detach()`.
-# - the **features** the critic reads: the agent calls the critic on `features.detach()`, so the
-#   value loss does not reshape the world model's states. (The paper has no target network;
-#   neither do we.)
+# - the **features** the critic reads: the value loss must not reshape the world model's states.
+#   Calling the critic on `features.detach()` does that (the cell in section 5 does), and so does
+#   asking autograd for the critic's parameters only, which is what the agent does: it reuses the
+#   values it already computed for the returns, saving a second pass through the critic.
+#   (The paper has no target network; neither do we.)
 #
 # ### Exercise 5.3: the critic loss
 
@@ -357,7 +359,9 @@ check_actor_loss(compute_actor_loss)
 def compute_critic_loss(values: torch.Tensor, lambda_returns: torch.Tensor, discounts: torch.Tensor):
     """Regress v(s_t) on the lambda-returns (eq. 8): the negative log-likelihood of a unit-variance
     Gaussian, 0.5 (v - R)^2 without its constant. The target is detached, so the critic does not
-    move its own target; `values` should be computed on detached features."""
+    move its own target. Take this loss's gradient w.r.t. the critic's parameters only (as
+    DreamerV1.update does) or compute `values` on detached features: either way the critic loss
+    does not reshape the world model's states."""
     # BEGIN SOLUTION 5.3: the weighted 0.5 * squared error between values and the detached returns
     return (discount_weights(discounts) * 0.5 * (values - lambda_returns.detach()).pow(2)).mean()
     # END SOLUTION
@@ -486,8 +490,8 @@ for name, loss in (("actor loss", actor_loss), ("critic loss", critic_loss)):
 #
 # - first the **world model alone**, `agent.update_world_model(batch)` (the library's version of
 #   your step from exercise 4.1): imagination is only as good as the model, and a world-model
-#   step costs a third of a full update. Pendulum's rod is thin: the model draws the white
-#   background and the pivot within a few hundred updates, the rod only after a thousand or so;
+#   step costs a third of a full update. Pendulum's rod is thin: in lesson 4 the model drew the
+#   background and the pivot but no rod after 400 updates, and a blurred rod after 1,200;
 # - then **full updates**, `agent.update(batch)`, exactly as in training: world model, then actor
 #   and critic on imaginations from every posterior state of the batch.
 #
@@ -562,10 +566,12 @@ plt.show()
 # How to read it: each row starts at a real frame; the frames to its right were never observed,
 # the world model dreamt them while the actor chose the torques. After this short training on
 # random play (CPU scale), the dreamt pendulum keeps swinging with plausible physics, and the
-# predicted reward follows the angle: Pendulum pays about -20 per step (two frames) hanging
-# down, about -5 when horizontal and 0 balanced upright. The value, a discounted sum of about a
-# hundred such rewards, is around -1,000. The actor has had only a few hundred
-# updates, so it has not yet learned to swing up. (At the ci scale nothing is trained and the
+# predicted reward follows the angle: in the committed run -18 to -23 where the dreamt pole
+# hangs down and -7 to -9 where it swings out towards horizontal (Pendulum pays -19.7 per step,
+# two frames, hanging still at the bottom, about -5 plus a velocity term at horizontal and 0
+# balanced upright). The value, a discounted sum of about a hundred such rewards, lies between
+# -1,240 and -1,410. The actor has had only 300 full updates, so it has not yet learned to swing
+# up. (At the ci scale nothing is trained and the
 # frames are noise.) The picture shows the mechanism: a real state in, an imagined trajectory
 # out, with a reward and a value at every step, all differentiable, which is everything
 # equations 6-8 need.
