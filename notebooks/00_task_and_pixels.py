@@ -290,7 +290,8 @@ print(f"50 agent steps, largest reward difference: {max(differences):.1e}")
 #   Pendulum episode is 200 env frames = 100 agent steps = 101 rows, the reset row included.
 # - Row $t$ of an episode holds the frame $o_t$, the action that led to it, the reward received
 #   on arriving and the discount.
-# - Random play scores around $-1{,}200$ to $-1{,}700$; the reward is dense and never positive.
+# - Random play scores about $-1{,}200$ an episode (the cell above: 10 episodes); the reward is
+#   dense and never positive.
 #
 # Next, [lesson 1](01_encoder_decoder.ipynb) builds the convolutional encoder that turns each
 # frame into 1024 features and the decoder that turns a latent state back into a frame.

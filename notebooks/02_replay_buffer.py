@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 2: The replay buffer
 #
-# *Time to run:* ci: 2 s, cpu (2 cores): 8 s, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 2 s, cpu (2 cores): 5 s, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # Dreamer keeps every episode it has played and trains the world model on **windows**: B
 # stretches of T consecutive steps, cut from random episodes at random places (the paper and the
@@ -190,19 +190,19 @@ plt.show()
 # Uniform starts do not mean uniform coverage. A step in the middle of an episode lies in T
 # different windows; step 0 (the reset frame) lies only in the window that starts at 0, and the
 # last step only in the window that ends there. Counting how often each row of a 101-row episode
-# appears in windows of T = 32 (the cpu preset's length) drawn by your sampler:
+# appears in windows of the cpu preset's length (T = 24) drawn by your sampler:
 
 # %%
 from dreamer_lib.course.checks.buffer import make_episode
 
-rows, T = 101, 32
+rows, T = 101, PRESETS["cpu"]["seq_len"]
 draws = scale.pick(gpu=20000, cpu=20000, ci=2000)
 windows = sample_windows([make_episode(0, rows)], draws, T, np.random.default_rng(0))
 counts = np.bincount((windows["reward"] % 1000).astype(int).ravel(), minlength=rows)
 t = np.arange(rows)
 expected = draws * np.minimum.reduce([t + 1, np.full(rows, T), rows - t, np.full(rows, rows - T + 1)]) / (rows - T + 1)
 fig, ax = plt.subplots(figsize=(7, 2.8))
-ax.bar(t, counts, width=1.0, alpha=0.6, label=f"rows seen in {draws} windows")
+ax.bar(t, counts, width=1.0, alpha=0.6, label=f"rows seen in {draws} windows of T = {T}")
 ax.plot(t, expected, "k", lw=1, label="expected: min(t + 1, T, rows - t) / number of starts")
 ax.set_xlabel("row of the episode (0 = reset frame)")
 ax.set_ylabel("times sampled")
