@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 7: The imagination debugger
 #
-# *Time to run:* ci: 20 s, cpu (2 cores): 2 min, gpu: not measured yet (cpu: with lesson 6's
+# *Time to run:* ci: 20 s, cpu (2 cores): 1.5 min, gpu: not measured yet (cpu: with lesson 6's
 # trained run on disk) · Words: the [glossary](GLOSSARY.md).
 #
 # A Dreamer agent that does not learn rarely crashes: it trains quietly on a world model that
@@ -146,6 +146,7 @@ print(f"\nmean squared pixel error (pixels in [0, 1]): posterior, whole episode 
 
 # %%
 figure = pictures.debugger_frame(traces, t=start + 8)
+figure.set_dpi(80)
 plt.show()
 
 # %% [markdown]
@@ -190,7 +191,7 @@ history = drive(agent, env, torques, seed=0, context=5)
 print("pixel error (mean squared, pixels in [0, 1]) per step:", history["error"].round(3))
 print("real reward, predicted reward for the first 6 steps:\n",
       np.c_[history["real_reward"], history["predicted_reward"]][:6].round(2))
-dream_strip(history, every=3)
+dream_strip(history, every=3).set_dpi(72)  # a lighter PNG: the lesson stays under 1.5 MB
 plt.show()
 
 # %% [markdown]
@@ -310,7 +311,7 @@ for name, row in table.items():
 
 # %%
 figure = pictures.diagnosis_figure(results, t=start + 8)
-figure.set_dpi(80)  # a lighter PNG (viewers shrink it to the page's width anyway): the lesson stays under 1.5 MB
+figure.set_dpi(72)  # a lighter PNG (viewers shrink it to the page's width anyway): the lesson stays under 1.5 MB
 plt.show()
 
 # %% [markdown]
@@ -371,7 +372,7 @@ for name, row in (("control", mystery.control), ("mystery", mystery.row)):
 
 # %%
 figure = pictures.diagnosis_figure(mystery.runs, t=start + 8)
-figure.set_dpi(80)
+figure.set_dpi(72)
 plt.show()
 
 # %% [markdown]
@@ -395,7 +396,7 @@ check_diagnosis(diagnosis, mystery)
 # one) and other batches: a new case to diagnose with the same check.
 
 # %% [markdown]
-# ## 4. Two behaviour-level issues
+# ## 4. Three behaviour-level issues
 #
 # ### A too-short horizon (`horizon=2`)
 #
@@ -440,9 +441,9 @@ plt.show()
 # the learned value makes Dreamer robust to the horizon over the range it tried; a horizon of
 # two steps is far below that range.
 #
-# The symptom on your run: split the actor's gradient into the part that flows through the
-# imagined rewards and the part through the critic's values (detach one, then the other) and
-# compare their sizes for three horizons, from real posterior states.
+# On your run: split the actor's gradient into the part that flows through the imagined
+# rewards and the part through the critic's values (detach one, then the other) and compare
+# their sizes for three horizons, from real posterior states.
 #
 # %%
 from dreamer_lib.actor_critic import compute_actor_loss
@@ -469,6 +470,14 @@ for horizon in (2, 5, 15):
     via_rewards, via_values = actor_gradient_norm(horizon, "rewards"), actor_gradient_norm(horizon, "values")
     print(f"horizon {horizon:2d}: |actor gradient| through rewards {via_rewards:.3g}, through the critic {via_values:.3g} "
           f"({via_values / (via_rewards + via_values):.0%} from the critic)")
+
+# %% [markdown]
+# Read the printed shares before blaming the horizon. The weights above differ a lot between
+# horizons, but the gradient need not: on a run whose critic has learned (as lesson 6's), most of
+# the actor's gradient comes through the values at every horizon, because one value summarises a
+# hundred steps of reward and its slope is large. A horizon problem shows in the learning curve
+# and in the imagined return, not in this split alone; the split tells you how much the actor
+# leans on the critic, and so how much a wrong critic would mislead it.
 
 # %% [markdown]
 # ### No exploration noise (`expl_noise=0`)
@@ -536,10 +545,11 @@ plt.show()
 # held, keeps the pendulum at a tilt, a little better than letting it hang, so nothing in the
 # return pulls the actor out.
 #
-# The entropy of the squashed Gaussian, $H = H(\mathcal N(\mu, \sigma)) - E[\log(1 - \tanh^2 x)]$,
-# has a part that does not die there: $\partial/\partial x$ of $-\log(1 - \tanh^2 x)$ is
-# $2\tanh x$, so a bonus $\eta H$ in the actor's objective pushes the mean back towards the centre
-# with full strength. Below: for a narrow actor (std 0.02, as a saturated one ends up), how much
+# The entropy of the squashed Gaussian, $H = H(\mathcal N(\mu, \sigma)) + E[\log(1 - \tanh^2 x)]$
+# (the change of variables: $\log p(a) = \log \mathcal N(x) - \log(1 - \tanh^2 x)$), has a part
+# that does not die there: $\partial/\partial x$ of $\log(1 - \tanh^2 x)$ is $-2\tanh x$, so a
+# bonus $\eta H$ in the actor's objective pushes the mean back towards the centre with full
+# strength. Below: for a narrow actor (std 0.02, as a saturated one ends up), how much
 # the action and the entropy respond to its pre-tanh mean.
 
 # %%
@@ -599,7 +609,9 @@ plt.show()
 # Saturation alone is not the failure. A trained Pendulum actor (lesson 6's, say) has many of
 # its means at *both* ends: the swing-up is bang-bang, full torque one way, then the other,
 # chosen by the state; its gradient norm grows as it learns, and its entropy settles well above
-# a saturated actor's. The failure looks different: one end for every state, a gradient norm
+# a saturated actor's (one with std 0.02 at a pre-tanh mean of 4.9 has
+# $H \approx -2.5 - 8.4 = -10.9$ nats: the Gaussian's entropy plus $\log(1 - \tanh^2 4.9)$).
+# The failure looks different: one end for every state, a gradient norm
 # stuck near 1e-3 from the first few hundred updates on, and an eval return that never leaves
 # the random level.
 
