@@ -309,9 +309,12 @@ class Trainer:
         c = self.config
         self.lock.acquire()
         # In a terminal the bar redraws in place; in a notebook or a log every redraw stays as a line
-        # of the saved output, so there it redraws at most every 30 s.
+        # of the saved output, so there it redraws at most every 30 s (and tqdm's monitor thread,
+        # which forces a redraw after `maxinterval`, default 10 s, must wait longer than that).
+        terminal = sys.stderr.isatty()
         bar = tqdm(total=c.steps, initial=min(self.env_frames, c.steps), unit="frame", disable=not self.progress,
-                   dynamic_ncols=True, desc=f"{c.env} [{c.preset}]", mininterval=0.1 if sys.stderr.isatty() else 30)
+                   dynamic_ncols=True, desc=f"{c.env} [{c.preset}]", mininterval=0.1 if terminal else 30,
+                   maxinterval=10 if terminal else 60)
         postfix: dict = {}
         start = time.time() - self.wall_s
         consistent = True  # False while an episode is half collected: that state is not worth saving

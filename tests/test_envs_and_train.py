@@ -99,3 +99,20 @@ def test_progress_bar_outside_a_terminal_redraws_rarely(tmp_path, capsys):
     Trainer(make_config("ci", steps=800, eval_every=10_000), tmp_path / "run", progress=True).run()
     bar = capsys.readouterr().err
     assert "800/800" in bar and bar.count("\r") <= 3, bar
+
+
+def test_progress_bar_outside_a_terminal_is_not_redrawn_by_tqdms_monitor(tmp_path, monkeypatch):
+    """tqdm's monitor thread forces a redraw once `maxinterval` (default 10 s) has passed since the
+    last one; outside a terminal that must not undercut the 30-s minimum (a 31-minute lesson 6 run
+    left ~110 redraws in its saved output)."""
+    import dreamer_lib.train as train_module
+    bars = []
+
+    class RecordingBar(train_module.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(train_module, "tqdm", RecordingBar)
+    Trainer(make_config("ci", steps=400, eval_every=10_000), tmp_path / "run", progress=True).run()
+    assert bars and bars[0].mininterval >= 30 and bars[0].maxinterval > bars[0].mininterval
