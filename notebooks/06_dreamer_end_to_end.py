@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 6: Dreamer end to end
 #
-# *Time to run:* ci: 1 min, cpu (2 cores): 34 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 1 min, cpu (2 cores): 32 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # Every part exists now: the env and its pixel wrapper (lesson 0), the replay buffer, the
 # encoder and decoder, the RSSM and its losses, the actor and critic (lesson 5). This lesson
@@ -169,7 +169,7 @@ print(source[source.index("        latent, prev_action"):])
 # (or lose the kernel) and run it again, and the run continues exactly as if it had never stopped. The progress bar shows
 # env frames, the last training episode's return, the updates so far and the latest evaluation.
 #
-# On the CPU scale this cell trains 50,000 env frames with 5,000 updates in fp32: 31 minutes on
+# On the CPU scale this cell trains 50,000 env frames with 5,000 updates in fp32: 30 minutes on
 # a 2-core Xeon in the committed run (the cell prints its own time); at
 # the ci scale it only proves that the loop runs. The run folder is `lesson6` (at the ci scale
 # `lesson6-ci`, so that a quick check never mixes with a real run) inside `runs_dir()`, the one
