@@ -142,10 +142,10 @@ class DreamerV1(nn.Module):
 
     def _clipped_gradient(self, group: str, loss: torch.Tensor) -> torch.Tensor:
         # autograd.grad computes only this group's gradients: the actor loss backpropagates
-        # through the world model and critic without writing into their .grad. The graph is kept
-        # because the actor's and the critic's losses share the critic's forward pass.
+        # through the world model and critic without writing into their .grad. After the actor's
+        # loss the graph is kept: the critic's loss, taken next, shares the critic's forward pass.
         params = self.params[group]
-        for param, grad in zip(params, torch.autograd.grad(loss, params, retain_graph=True)):
+        for param, grad in zip(params, torch.autograd.grad(loss, params, retain_graph=group == "actor")):
             param.grad = grad
         return nn.utils.clip_grad_norm_(params, self.config.grad_clip)
 
