@@ -22,6 +22,11 @@ class TanhNormal:
     def __init__(self, mean: torch.Tensor, std: torch.Tensor):
         self.normal = torch.distributions.Normal(mean, std)
 
+    @staticmethod
+    def stack(dists: list[TanhNormal]) -> TanhNormal:
+        """One distribution over a new leading (time) dimension from per-step ones."""
+        return TanhNormal(torch.stack([d.normal.loc for d in dists]), torch.stack([d.normal.scale for d in dists]))
+
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
         return torch.tanh(self.normal.rsample(sample_shape))
 

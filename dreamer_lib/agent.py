@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dreamer_lib import fast
-from dreamer_lib.actor_critic import (Actor, Critic, compute_actor_loss, compute_critic_loss, compute_lambda_returns,
+from dreamer_lib.actor_critic import (Actor, Critic, TanhNormal, compute_actor_loss, compute_critic_loss, compute_lambda_returns,
                                       discount_weights)
 from dreamer_lib.config import Config, resolve_device
 from dreamer_lib.networks import (ContinuePredictor, ConvDecoder, ConvEncoder, RewardPredictor,
@@ -97,7 +97,13 @@ class DreamerV1(nn.Module):
             # With a continue head, the official code drops each window's last state (it may be terminal).
             starts = posterior.at(slice(0, -1)) if self.pcont is not None else posterior
             start = starts.detach().reshape(-1)  # (N = T * B, ...)
-            imagined, _ = self.rssm.rollout_imagination(start, self.actor, c.horizon)  # (H, N, ...)
+            policies = []  # pi(a | s) at each state imagination acts in, kept for the entropy below
+
+            def act(features):
+                policies.append(self.actor(features))
+                return policies[-1]
+
+            imagined, _ = self.rssm.rollout_imagination(start, act, c.horizon)  # (H, N, ...)
             features = imagined.features  # (H, N, stoch + deter)
             reward = self.reward(features)  # (H, N), in the scaled units the reward head learned
             value = self.critic(features)  # (H, N)
@@ -113,8 +119,9 @@ class DreamerV1(nn.Module):
             actor_loss = compute_actor_loss(returns, discount[:-1])
             # Deviation, off in the paper preset (config.actor_entropy): + eta * H(pi) at the same
             # imagined states, weighted like the returns. Without the bonus, only logged (no graph).
+            # The actor acted in the start state and states[0..H-2]: policies[1:] are those states'.
             with torch.set_grad_enabled(c.actor_entropy != 0 and torch.is_grad_enabled()):
-                entropy = self.actor(features[:-1].detach()).entropy(samples=1)  # (H-1, N)
+                entropy = TanhNormal.stack(policies[1:]).entropy(samples=1)  # (H-1, N)
             if c.actor_entropy:
                 actor_loss = actor_loss - c.actor_entropy * (discount_weights(discount[:-1]) * entropy).mean()
 

@@ -77,7 +77,9 @@ def reference_behaviour_losses(agent, posterior):
     """The actor and critic losses of section 3, written out here with plain loops (not with the
     library's rollout_imagination, compute_lambda_returns or loss functions): H prior steps from
     every posterior state, actions from the actor on detached states, V_lambda (eq. 6) for steps
-    0..H-2 bootstrapped with v_{H-1}, losses weighted by gamma^t (no continue head)."""
+    0..H-2 bootstrapped with v_{H-1}, losses weighted by gamma^t (no continue head). With
+    actor_entropy = eta, the actor loss also subtracts eta times a one-draw estimate of the policy's
+    entropy at imagined states 0..H-2, -log pi(a|s) for a = tanh(x), x ~ N(mean, std)."""
     c = agent.config
     state = RSSMState(*(x.detach().reshape(-1, x.shape[-1]) for x in posterior))
     features = []
@@ -86,6 +88,11 @@ def reference_behaviour_losses(agent, posterior):
         state = agent.rssm.prior(state, action)
         features.append(torch.cat([state.stoch, state.deter], -1))
     features = torch.stack(features)  # (H, N, F)
+    policy = agent.actor(features[:-1].detach()).normal
+    x = policy.loc + policy.scale * torch.empty_like(policy.loc).normal_()  # the library's draw order
+    log_normal = -0.5 * ((x - policy.loc) / policy.scale) ** 2 - policy.scale.log() - 0.5 * math.log(2 * math.pi)
+    log_det = 2 * math.log(2) - 2 * torch.logaddexp(x, -x)  # log(1 - tanh(x)^2) = log(4 / (e^x + e^-x)^2)
+    entropy = -(log_normal - log_det).sum(-1)  # (H-1, N)
     reward, value = agent.reward(features), agent.critic(features)
     returns, last = [None] * (c.horizon - 1), value[-1]
     for t in reversed(range(c.horizon - 1)):
@@ -93,13 +100,15 @@ def reference_behaviour_losses(agent, posterior):
         returns[t] = last
     returns = torch.stack(returns)  # (H-1, N)
     weights = torch.tensor([c.gamma ** t for t in range(c.horizon - 1)])[:, None]
-    actor_loss = -(weights * returns).mean()
+    actor_loss = -(weights * returns).mean() - c.actor_entropy * (weights * entropy).mean()
     critic_loss = (weights * 0.5 * (agent.critic(features[:-1].detach()) - returns.detach()) ** 2).mean()
     return actor_loss, critic_loss
 
 
-def test_update_gives_each_group_the_clipped_gradient_of_its_own_loss(buffer):
-    agent = frozen(make_agent(gamma=0.9, lambda_=0.7))  # gamma, lambda away from 1: misweighted terms show
+@pytest.mark.parametrize("actor_entropy", [0.0, 0.5])
+def test_update_gives_each_group_the_clipped_gradient_of_its_own_loss(buffer, actor_entropy):
+    # gamma, lambda away from 1: misweighted terms show
+    agent = frozen(make_agent(gamma=0.9, lambda_=0.7, actor_entropy=actor_entropy))
     batch = buffer.sample(3, 8)
     torch.manual_seed(5)
     metrics = agent.update(batch)
