@@ -19,6 +19,7 @@ import csv
 import os
 import pathlib
 import shlex
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -108,19 +109,19 @@ def main() -> None:
                     sys.exit(f"Timing case {case['label']!r} failed:\n{child.stderr}")
                 case["ms"].append(float(child.stdout.split()[-1]))
 
-    print(f"{'case':<24} {'ms/update (rounds)':<34} {'mean':>6} {'updates to ' + str(args.threshold):>18} "
+    print(f"{'case':<32} {'ms/update (rounds)':<30} {'median':>6} {'updates to ' + str(args.threshold):>18} "
           f"{'product':>9} {'ratio':>6}")
     base = None
     for case in cases:
-        ms = sum(case["ms"]) / len(case["ms"])
+        ms = statistics.median(case["ms"])  # robust to a round disturbed by another process
         updates, frames, seeds = updates_to_threshold(case["curves"], args.threshold)
         rounds = ", ".join(f"{m:.0f}" for m in case["ms"])
         if updates is None:
-            print(f"{case['label'] + f' ({seeds} seeds)':<24} {rounds:<34} {ms:6.0f} {'never':>18}")
+            print(f"{case['label'] + f' ({seeds} seeds)':<32} {rounds:<30} {ms:6.0f} {'never':>18}")
             continue
         product = updates * ms / 1000
         base = base or product
-        print(f"{case['label'] + f' ({seeds} seeds)':<24} {rounds:<34} {ms:6.0f} {f'{updates} ({frames // 1000}k frames)':>18} "
+        print(f"{case['label'] + f' ({seeds} seeds)':<32} {rounds:<30} {ms:6.0f} {f'{updates} ({frames // 1000}k frames)':>18} "
               f"{product:8.0f}s {product / base:6.3f}")
 
 

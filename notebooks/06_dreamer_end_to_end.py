@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 6: Dreamer end to end
 #
-# *Time to run:* ci: 1 min, cpu (2 cores): 32 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 1 min, cpu (2 cores): 31 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # Every part exists now: the env and its pixel wrapper (lesson 0), the replay buffer, the
 # encoder and decoder, the RSSM and its losses, the actor and critic (lesson 5). This lesson
@@ -169,7 +169,7 @@ print(source[source.index("        latent, prev_action"):])
 # (or lose the kernel) and run it again, and the run continues exactly as if it had never stopped. The progress bar shows
 # env frames, the last training episode's return, the updates so far and the latest evaluation.
 #
-# On the CPU scale this cell trains 50,000 env frames with 5,000 updates in fp32: 30 minutes on
+# On the CPU scale this cell trains 50,000 env frames with 5,000 updates in fp32: 29 minutes on
 # a 2-core Xeon in the committed run (the cell prints its own time); at
 # the ci scale it only proves that the loop runs. The run folder is `lesson6` (at the ci scale
 # `lesson6-ci`, so that a quick check never mixes with a real run) inside `runs_dir()`, the one
@@ -235,7 +235,8 @@ for key in ("env_frames", "agent_steps", "updates", "wall_s", "train_return", "m
 # episodes of this very run. Evaluations are noisy: a policy that swings up from most starting
 # angles still loses hundreds on an unlucky one, so read the trend, not one point. In the
 # committed cpu-scale run (seed 3, 10 evaluation episodes each) the mean climbs from -1,379 after
-# the prefill to -245 at 30,000 frames and then stays between -222 and -300 (-225 at 50,000).
+# the prefill to -337 at 25,000 frames and stays between -211 and -309 from 30,000 on (-268 at
+# 50,000).
 
 # %%
 from dreamer_lib import viz
@@ -278,16 +279,18 @@ print("eval episode:", frames.shape, "(frames upscaled x2 in the GIF)")
 HTML(pictures.animation_html(frames[:, ::2, ::2], fps=10, scale=2))  # the 64x64 frames, shown x2
 
 # %% [markdown]
-# In the committed cpu-scale run this episode swings the pendulum up within about 20 steps but
-# does not hold it: it leans, falls over and swings back up more than once, which is why the
-# evaluation's std is large. (`dreamer-eval` in section 6 plays two more episodes.)
+# In the committed cpu-scale run this episode swings the pendulum up within about 25 steps and
+# then holds it upright, leaning a little, to the end. It is one episode of ten: the band around
+# the learning curve shows how far the others of the same evaluation spread. (`dreamer-eval` in
+# section 6 plays two more episodes.)
 #
 # And the world model's **open-loop prediction** (`openl.png`, the official code's "openl"
 # summary): for sequences from the replay buffer, the model sees 5 real frames (posterior), then
 # predicts the rest with the prior alone, given the real actions. Rows: truth, model, error
 # (grey = no error). In the committed cpu-scale run the imagined pendulum is at the right angle
-# five steps after the last observation (t=5) and out of phase from t=10 on, though it keeps
-# swinging like a pendulum: errors grow with the distance from the last observation.
+# five steps after the last observation (t=5) and out of phase from t=10 on (at t=45 the two
+# line up again), though it keeps swinging like a pendulum: errors grow with the distance from the
+# last observation.
 
 # %%
 display(Image(filename=RUN / "openl.png"))
