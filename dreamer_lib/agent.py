@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from dreamer_lib import fast
-from dreamer_lib.actor_critic import (Actor, Critic, TanhNormal, compute_actor_loss, compute_critic_loss, compute_lambda_returns,
-                                      discount_weights)
+from dreamer_lib.actor_critic import (Actor, Critic, TanhNormal, compute_actor_loss, compute_critic_loss,
+                                      compute_lambda_returns, discount_weights)
 from dreamer_lib.config import Config, resolve_device
 from dreamer_lib.networks import (ContinuePredictor, ConvDecoder, ConvEncoder, RewardPredictor,
                                   gaussian_log_prob, keras_init, preprocess, to_uint8)
