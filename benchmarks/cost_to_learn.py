@@ -1,6 +1,7 @@
 """Cost to learn: the updates a configuration needed until the mean eval return over its seeds
-first reached a threshold (-250 on pixel Pendulum), times what one update costs; several configurations and code versions
-timed in the same run, alternating, so that they share the machine's state.
+first reached a threshold (-250 on pixel Pendulum), times what one update costs; several
+configurations and code versions timed in the same run, alternating, so that they share the
+machine's state.
 
     python benchmarks/cost_to_learn.py --threshold -250 \\
         --case "before=2a407e5:benchmarks/results/pendulum_cpu-d16t32-fp32_2026-11-29:--cnn-depth 16 --seq-len 32" \\
@@ -34,21 +35,12 @@ def time_update(preset: str, flags: list[str], threads: int, warmup: int, repeat
     """ms per update of whichever dreamer_lib is first on the path (run in a child process)."""
     import torch
     import tyro
-    from dreamer_lib.agent import DreamerV1
     from dreamer_lib.config import Config, make_config
-    from throughput import synthetic_batch
+    from throughput import measure
 
     torch.set_num_threads(threads)
     config = tyro.cli(Config, default=make_config(preset, device="cpu", precision="fp32"), args=flags)
-    torch.manual_seed(0)
-    agent = DreamerV1(config, 1, torch.device("cpu"))  # Pendulum's one action
-    batch = synthetic_batch(config, 1)
-    for _ in range(warmup):
-        agent.update(batch)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        agent.update(batch)
-    return (time.perf_counter() - start) / repeats * 1000
+    return measure(config, torch.device("cpu"), warmup, repeats, action_size=1)["ms"]  # Pendulum's one action
 
 
 def updates_to_threshold(prefix: str, threshold: float) -> tuple[int | None, int, int]:
@@ -115,15 +107,14 @@ def main() -> None:
     for case in cases:
         ms = statistics.median(case["ms"])  # robust to a round disturbed by another process
         updates, frames, seeds = updates_to_threshold(case["curves"], args.threshold)
-        rounds = ", ".join(f"{m:.0f}" for m in case["ms"])
+        name, rounds = f"{case['label']} ({seeds} seeds)", ", ".join(f"{m:.0f}" for m in case["ms"])
         if updates is None:
-            print(f"{case['label'] + f' ({seeds} seeds)':<32} {rounds:<30} {ms:6.0f} {'never':>18}")
+            print(f"{name:<32} {rounds:<30} {ms:6.0f} {'never':>18}")
             continue
         product = updates * ms / 1000
         base = base or product
-        print(f"{case['label'] + f' ({seeds} seeds)':<32} {rounds:<30} {ms:6.0f} {f'{updates} ({frames // 1000}k frames)':>18} "
+        print(f"{name:<32} {rounds:<30} {ms:6.0f} {f'{updates} ({frames // 1000}k frames)':>18} "
               f"{product:8.0f}s {product / base:6.3f}")
-
 
 if __name__ == "__main__":
     main()
