@@ -1,8 +1,8 @@
 """Learning benchmark: train a task for N env frames over several seeds and print eval return
 against env frames and wall clock, next to the official DreamerV1 curve where one exists.
 
-    python benchmarks/learn.py --env pendulum --preset cpu --seeds 0 1 2 --steps 50000
-    python benchmarks/learn.py --env dmc_pendulum_swingup --preset paper --seeds 0 --steps 200000
+    python benchmarks/learn.py --env pendulum --preset cpu --seeds 0 1 2 --total-frames 50000
+    python benchmarks/learn.py --env dmc_pendulum_swingup --preset paper --seeds 0 --total-frames 200000
 
 Each seed is a normal `dreamer-train` run folder under --root (resumed if it exists, so a cut
 benchmark continues where it stopped); seeds run as parallel processes (--parallel), splitting
@@ -79,7 +79,7 @@ def main(argv=None) -> None:
     parser.add_argument("--env", default="pendulum")
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=None, help="env frames per seed (default: the preset's)")
+    parser.add_argument("--total-frames", type=int, default=None, help="env frames per seed (default: the preset's)")
     parser.add_argument("--parallel", type=int, default=2, help="seeds trained at the same time")
     parser.add_argument("--root", default="runs/learn", help="where the run folders go")
     parser.add_argument("--precision", default=None, help="auto, fp32 or bf16 (passed to dreamer-train)")
@@ -106,8 +106,8 @@ def main(argv=None) -> None:
                     command += extra
                 if args.precision:
                     command += ["--precision", args.precision]
-                if args.steps:
-                    command += ["--steps", str(args.steps)]
+                if args.total_frames:
+                    command += ["--total-frames", str(args.total_frames)]
                 run.mkdir(parents=True, exist_ok=True)
                 log = open(run / "train.log", "a")
                 env = {**os.environ, "OMP_NUM_THREADS": str(threads)}

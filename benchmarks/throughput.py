@@ -31,7 +31,7 @@ def synthetic_batch(config, action_size: int, seed: int = 0) -> dict:
     return {"image": rng.integers(0, 256, (t, b, 64, 64, 3), dtype=np.uint8),
             "action": rng.uniform(-1, 1, (t, b, action_size)).astype(np.float32),
             "reward": rng.normal(size=(t, b)).astype(np.float32),
-            "discount": np.ones((t, b), np.float32)}
+            "not_terminal": np.ones((t, b), np.float32)}
 
 
 def sync(device: torch.device) -> None:

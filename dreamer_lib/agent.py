@@ -33,14 +33,14 @@ class DreamerV1(nn.Module):
         features = self.rssm.feature_size
         self.decoder = ConvDecoder(features, c.cnn_depth)
         self.reward = RewardPredictor(features, c.dense_units)
-        self.pcont = ContinuePredictor(features, c.dense_units) if c.use_continue else None
+        self.continue_predictor = ContinuePredictor(features, c.dense_units) if c.predict_continue else None
         self.actor = Actor(features, action_size, c.dense_units, c.actor_mean_scale, c.actor_init_std, c.actor_min_std)
         self.critic = Critic(features, c.dense_units)
         keras_init(self)  # the official code's initialisation (see networks.keras_init)
         self.to(self.device)
 
         # One optimiser per model group, as the paper (appendix A): each steps on its own loss.
-        world_model = [m for m in (self.encoder, self.rssm, self.decoder, self.reward, self.pcont) if m is not None]
+        world_model = [m for m in (self.encoder, self.rssm, self.decoder, self.reward, self.continue_predictor) if m is not None]
         self.params = {"model": [p for m in world_model for p in m.parameters()],
                        "actor": list(self.actor.parameters()), "critic": list(self.critic.parameters())}
         self.optimizers = {group: fast.adam(params, self.learning_rates()[group], c.adam_eps, c, self.device)
@@ -74,9 +74,9 @@ class DreamerV1(nn.Module):
         loss = image_loss + reward_loss + c.kl_scale * kl_clamped
         metrics = {"image_loss": image_loss, "reward_loss": reward_loss, "kl": kl,
                    "prior_std": prior.std.mean(), "posterior_std": posterior.std.mean()}
-        if self.pcont is not None:
+        if self.continue_predictor is not None:
             # As the official code, the target folds in gamma: pcont predicts gamma * (not terminal).
-            continue_loss = nn.functional.binary_cross_entropy_with_logits(self.pcont(features), c.gamma * discounts)
+            continue_loss = nn.functional.binary_cross_entropy_with_logits(self.continue_predictor(features), c.gamma * discounts)
             loss = loss + c.continue_scale * continue_loss
             metrics["continue_loss"] = continue_loss
         metrics["model_loss"] = loss
@@ -95,7 +95,7 @@ class DreamerV1(nn.Module):
             # 2. Imagination (section 3): H prior steps from every posterior state, acting with the
             # actor. Detached: behaviour learning does not move the world model's representation.
             # With a continue head, the official code drops each window's last state (it may be terminal).
-            starts = posterior.at(slice(0, -1)) if self.pcont is not None else posterior
+            starts = posterior.at(slice(0, -1)) if self.continue_predictor is not None else posterior
             start = starts.detach().reshape(-1)  # (N = T * B, ...)
             policies = []  # pi(a | s) at each state imagination acts in, kept for the entropy below
 
@@ -107,8 +107,8 @@ class DreamerV1(nn.Module):
             features = imagined.features  # (H, N, stoch + deter)
             reward = self.reward(features)  # (H, N), in the scaled units the reward head learned
             value = self.critic(features)  # (H, N)
-            if self.pcont is not None:
-                discount = torch.sigmoid(self.pcont(features))  # (H, N): gamma * P(not terminal)
+            if self.continue_predictor is not None:
+                discount = torch.sigmoid(self.continue_predictor(features))  # (H, N): gamma * P(not terminal)
             else:
                 discount = torch.full_like(reward, c.gamma)
             # V_lambda (eq. 6) for steps 0..H-2, bootstrapped with the last value (as the official code).
@@ -159,7 +159,7 @@ class DreamerV1(nn.Module):
     def to_batch(self, batch: dict) -> tuple[torch.Tensor, ...]:
         """Move a sampled numpy batch to the device once; images stay uint8 until there."""
         move = lambda key: torch.as_tensor(batch[key]).to(self.device, non_blocking=True)  # noqa: E731
-        return move("image"), move("action"), move("reward"), move("discount")
+        return move("image"), move("action"), move("reward"), move("not_terminal")
 
     # ------------------------------------------------------------------ acting
     def initial_policy_state(self, batch_size: int = 1):

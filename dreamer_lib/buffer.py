@@ -4,7 +4,7 @@ An episode is a dict of arrays with one row per agent step, the reset step inclu
     image (L+1, 64, 64, 3) uint8   o_t
     action (L+1, A) float32        a_{t-1}, the action that led to o_t (zeros at reset)
     reward (L+1,) float32          r_t, received on arriving at o_t (0 at reset)
-    discount (L+1,) float32        0 where o_t is terminal, else 1
+    not_terminal (L+1,) float32      0 where o_t is terminal, else 1
 Each finished episode is written at once to `directory` as an .npz file (written to a temporary
 name, then renamed, so a crash never leaves half a file), which is what makes a run resumable:
 the episodes on disk are the record of everything collected.
@@ -22,7 +22,7 @@ from collections import deque
 
 import numpy as np
 
-KEYS = ("image", "action", "reward", "discount")
+KEYS = ("image", "action", "reward", "not_terminal")
 FRAME_BYTES = 64 * 64 * 3
 
 
@@ -48,7 +48,7 @@ class ReplayBuffer:
         self.capacity = capacity
         self.episodes: deque[dict] = deque()
         self.stored_steps = 0  # observations in RAM
-        self.total_steps = 0  # agent steps of every episode ever added, evicted or not
+        self.agent_steps = 0  # agent steps of every episode ever added, evicted or not
         self.total_episodes = 0
         self.rng = np.random.default_rng(seed)
         if self.directory:
@@ -70,7 +70,7 @@ class ReplayBuffer:
             temporary.rename(path)
         self.episodes.append(episode)
         self.stored_steps += length
-        self.total_steps += length - 1  # the reset row is not a step
+        self.agent_steps += length - 1  # the reset row is not a step
         self.total_episodes += 1
         while self.stored_steps > self.capacity and len(self.episodes) > 1:
             self.stored_steps -= len(self.episodes.popleft()["image"])
@@ -101,7 +101,7 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, seq_len: int, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
         """B windows of T consecutive steps, time-major: image (T, B, 64, 64, 3), action (T, B, A),
-        reward and discount (T, B). As the official code: pick an episode uniformly among those at
+        reward and not_terminal (T, B). As the official code: pick an episode uniformly among those at
         least T long, then a uniform start inside it, so no window crosses an episode end. (The
         official code also skips episodes exactly T long and never starts at the last possible
         step; docs/provenance.md.) rng: draw from another generator than the replay's own."""

@@ -30,7 +30,7 @@ class Config:
     hidden_size: int = 200  # hidden layer inside the RSSM's prior/posterior
     dense_units: int = 400  # width of reward, value and action heads (official code: 400)
     min_std: float = 0.1  # std = softplus(x) + min_std for prior and posterior
-    use_continue: bool = False  # predict episode ends (pcont); off for DMC, which never terminates
+    predict_continue: bool = False  # predict episode ends (pcont); off for DMC, which never terminates
 
     # --- world model loss ---
     free_nats: float = 3.0  # the KL term gives no gradient while the mean KL is below this
@@ -39,10 +39,10 @@ class Config:
     reward_scale: float = 1.0  # multiplies rewards before the reward loss (not the reported returns)
 
     # --- schedule, counted in env frames (agent steps x action repeat) ---
-    steps: int = 1_000_000  # env frames to train for (the paper's x-axis)
+    total_frames: int = 1_000_000  # env frames to train for (the paper's x-axis)
     prefill_frames: int = 5000  # random-action frames before the first update
     train_every: int = 1000  # every this many env frames ...
-    train_steps: int = 100  # ... do this many updates (also done once right after prefill)
+    train_updates: int = 100  # ... do this many updates (also done once right after prefill)
     batch_size: int = 50  # sequences per update (B)
     seq_len: int = 50  # steps per sequence (T)
     replay_capacity: int = 1_000_000  # observations kept in RAM; 64x64x3 uint8 = 12.3 KB each
@@ -82,7 +82,7 @@ class Config:
     def validate(self) -> None:
         """Raise ValueError naming every setting outside its range, with what is expected."""
         problems = []
-        for name in ("action_repeat", "steps", "train_every", "train_steps", "batch_size", "eval_every",
+        for name in ("action_repeat", "total_frames", "train_every", "train_updates", "batch_size", "eval_every",
                      "eval_episodes", "horizon", "cnn_depth", "deter_size", "stoch_size", "hidden_size",
                      "dense_units", "replay_capacity"):
             if getattr(self, name) < 1:
@@ -133,7 +133,7 @@ class Config:
 RETIRED = ("image_size", "checkpoint_every")
 
 # Architecture settings: a checkpoint only loads into a model built with the same values.
-ARCHITECTURE = ("cnn_depth", "deter_size", "stoch_size", "hidden_size", "dense_units", "use_continue")
+ARCHITECTURE = ("cnn_depth", "deter_size", "stoch_size", "hidden_size", "dense_units", "predict_continue")
 
 PRESETS: dict[str, dict] = {
     # The paper's settings (Hafner et al. 2020, appendix A), unchanged.
@@ -144,7 +144,7 @@ PRESETS: dict[str, dict] = {
     "cpu": dict(
         # Conv depth 8 (paper 32) and 24-step windows (paper 50): measured against depth 16 with
         # 32-step windows, an fp32 update costs 0.61x on 2 threads, and 3 seeds learned as well.
-        cnn_depth=8, dense_units=200, batch_size=16, seq_len=24, steps=50_000,
+        cnn_depth=8, dense_units=200, batch_size=16, seq_len=24, total_frames=50_000,
         prefill_frames=1000, replay_capacity=100_000, eval_every=5000, eval_episodes=10,
         # Pendulum's reward per frame lies in [-16.3, 0]; the paper's learning rates were tuned
         # for DMC's [0, 1]. x0.1 brings the value targets near that range (measured: it learns
@@ -158,11 +158,19 @@ PRESETS: dict[str, dict] = {
     # Tiny: only proves that every code path runs (tests, CI, `--test`). Does not learn.
     "ci": dict(
         cnn_depth=4, deter_size=16, stoch_size=4, hidden_size=16, dense_units=16,
-        batch_size=3, seq_len=8, horizon=4, steps=800, prefill_frames=400, train_every=200,
-        train_steps=2, replay_capacity=5000, eval_every=400, eval_episodes=1, time_limit=100,
+        batch_size=3, seq_len=8, horizon=4, total_frames=800, prefill_frames=400, train_every=200,
+        train_updates=2, replay_capacity=5000, eval_every=400, eval_episodes=1, time_limit=100,
         reward_scale=0.1,
     ),
 }
+
+
+def updates_due(env_frames: int, config: Config) -> int:
+    """Updates the schedule asks for by this many env frames: train_updates once the prefill is
+    done (the official code's pretraining), then train_updates more every train_every frames."""
+    if env_frames < config.prefill_frames:
+        return 0
+    return config.train_updates * (1 + (env_frames - config.prefill_frames) // config.train_every)
 
 
 def make_config(preset: str = "paper", **overrides) -> Config:

@@ -193,7 +193,7 @@ def run_episode(env: gym.Env, policy=None, state=None, seed: int | None = None,
     episode is dropped and None returned (a trainer stopping within a step)."""
     image, _ = env.reset(seed=seed)
     action_size = env.action_space.shape[0]
-    steps = {"image": [image], "action": [np.zeros(action_size, np.float32)], "reward": [0.0], "discount": [1.0]}
+    steps = {"image": [image], "action": [np.zeros(action_size, np.float32)], "reward": [0.0], "not_terminal": [1.0]}
     done = False
     while not done:
         if should_stop is not None and should_stop():
@@ -203,8 +203,8 @@ def run_episode(env: gym.Env, policy=None, state=None, seed: int | None = None,
         else:
             action, state = policy(image, state)
         image, reward, terminated, truncated, _ = env.step(action)
-        for key, value in zip(("image", "action", "reward", "discount"), (image, action, reward, 0.0 if terminated else 1.0)):
+        for key, value in zip(("image", "action", "reward", "not_terminal"), (image, action, reward, 0.0 if terminated else 1.0)):
             steps[key].append(value)
         done = terminated or truncated
     return {"image": np.stack(steps["image"]).astype(np.uint8), "action": np.stack(steps["action"]).astype(np.float32),
-            "reward": np.asarray(steps["reward"], np.float32), "discount": np.asarray(steps["discount"], np.float32)}
+            "reward": np.asarray(steps["reward"], np.float32), "not_terminal": np.asarray(steps["not_terminal"], np.float32)}

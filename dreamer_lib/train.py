@@ -1,13 +1,13 @@
 """The training loop and the `dreamer-train` command (algorithm 1 of the paper).
 
     dreamer-train                          # pixel Pendulum, the preset that fits this machine
-    dreamer-train --env dmc_walker_walk --preset paper --steps 1000000
-    dreamer-train --resume runs/pendulum-cpu-seed0 --steps 100000   # continue (and extend) a run
+    dreamer-train --env dmc_walker_walk --preset paper --total-frames 1000000
+    dreamer-train --resume runs/pendulum-cpu-seed0 --total-frames 100000   # continue (and extend) a run
     dreamer-train --test                   # one-minute end-to-end check
     dreamer-train --help                   # every setting of config.Config, with its meaning
 
 Three counters, never mixed: env frames (simulator steps = agent steps x action repeat; the
-paper's x-axis and the one `--steps` counts), agent steps (decisions), and updates.
+paper's x-axis and the one `--total-frames` counts), agent steps (decisions), and updates.
 
 A run folder holds: config.json, episodes/ (every training episode, written as it finishes),
 checkpoint.pt, metrics.csv (one row per training phase), eval.csv (one row per evaluation: mean
@@ -47,7 +47,7 @@ from dreamer_lib import viz
 from dreamer_lib.agent import DreamerV1
 from dreamer_lib.buffer import ReplayBuffer
 from dreamer_lib.components import load_components, use_components
-from dreamer_lib.config import ARCHITECTURE, Config, default_preset, make_config
+from dreamer_lib.config import ARCHITECTURE, Config, default_preset, make_config, updates_due
 from dreamer_lib.envs import make_env, run_episode
 from dreamer_lib.evaluate import evaluate, load_checkpoint, load_run_config
 from dreamer_lib.run_folder import CSVLog, RunLock, TensorBoard, prepare_run_folder
@@ -59,14 +59,6 @@ CHECKPOINT_KEYS = {"agent", "updates", "wall_s", "next_eval", "env_frames", "epi
 
 class TrainingStopped(Exception):
     """A fault that ends the run: non-finite values, a full disk. The message says what and when."""
-
-
-def updates_due(env_frames: int, config: Config) -> int:
-    """Updates the schedule asks for by this many env frames: train_steps once the prefill is
-    done (the official code's pretraining), then train_steps more every train_every frames."""
-    if env_frames < config.prefill_frames:
-        return 0
-    return config.train_steps * (1 + (env_frames - config.prefill_frames) // config.train_every)
 
 
 class Trainer:
@@ -144,11 +136,11 @@ class Trainer:
     # ----------------------------------------------------------------- state
     @property
     def agent_steps(self) -> int:
-        return self.buffer.total_steps
+        return self.buffer.agent_steps
 
     @property
     def env_frames(self) -> int:
-        return self.buffer.total_steps * self.config.action_repeat
+        return self.buffer.agent_steps * self.config.action_repeat
 
     def _resume(self) -> None:
         path = self.logdir / "checkpoint.pt"
@@ -300,7 +292,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- loop
     def run(self) -> list[dict]:
-        """Train until config.steps env frames. Each pass: the updates owed, an evaluation when
+        """Train until config.total_frames env frames. Each pass: the updates owed, an evaluation when
         due, a checkpoint, then one episode. A stop request (signal) ends it within a step."""
         with use_components(self.components):
             return self._run()
@@ -312,7 +304,7 @@ class Trainer:
         # of the saved output, so there it redraws at most every 30 s (and tqdm's monitor thread,
         # which forces a redraw after `maxinterval`, default 10 s, must wait longer than that).
         terminal = sys.stderr.isatty()
-        bar = tqdm(total=c.steps, initial=min(self.env_frames, c.steps), unit="frame", disable=not self.progress,
+        bar = tqdm(total=c.total_frames, initial=min(self.env_frames, c.total_frames), unit="frame", disable=not self.progress,
                    dynamic_ncols=True, desc=f"{c.env} [{c.preset}]", mininterval=0.1 if terminal else 30,
                    maxinterval=10 if terminal else 60)
         postfix: dict = {}
@@ -331,7 +323,7 @@ class Trainer:
                     self.metrics_log.write(row)
                     self.tensorboard.scalars("train", row, self.env_frames)
                     postfix.update(model=f"{means['model_loss']:.0f}", actor=f"{means['actor_loss']:.2f}")
-                finished = self.env_frames >= c.steps
+                finished = self.env_frames >= c.total_frames
                 last_eval = int(self.eval_log.rows[-1]["env_frames"]) if self.eval_log.rows else -1
                 if (self.env_frames >= max(self.next_eval, c.prefill_frames) or finished) and last_eval != self.env_frames:
                     row = self.evaluate_and_draw()
@@ -348,7 +340,7 @@ class Trainer:
                 consistent = True
                 postfix.update(ret=f"{self.last_return:.0f}", upd=self.updates, env_fps=f"{self.last_fps:.0f}")
                 bar.set_postfix(postfix, refresh=False)
-                bar.update(min(self.env_frames, c.steps) - bar.n)
+                bar.update(min(self.env_frames, c.total_frames) - bar.n)
             if self.stop_requested and consistent:
                 self.wall_s = time.time() - start
                 self.save_checkpoint()

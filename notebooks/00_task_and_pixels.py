@@ -149,7 +149,7 @@ for a in (-1.0, -0.5, 0.0, 0.5, 1.0):
 # ### Env frames vs. agent steps
 #
 # Papers count **env frames** (simulator steps): the paper's "5 x 10^6 environment steps" on
-# DeepMind Control are 2.5 million agent steps at action repeat 2, and our `Config.steps`,
+# DeepMind Control are 2.5 million agent steps at action repeat 2, and our `Config.total_frames`,
 # `prefill_frames`, `train_every` and `eval_every` are env frames too. The agent, the replay buffer
 # and the world model only ever see **agent steps**: one frame every 2 env frames, one action per
 # agent step, one summed reward per agent step. Action repeat makes credit assignment easier
@@ -167,7 +167,7 @@ episode = envs.run_episode(env)
 for key, value in episode.items():
     print(f"{key:9s} {str(value.shape):18s} {value.dtype}")
 print("agent steps:", len(episode["reward"]) - 1, "| env frames:", (len(episode["reward"]) - 1) * env.action_repeat)
-print("reset row:   action", episode["action"][0], "reward", episode["reward"][0], "discount", episode["discount"][0])
+print("reset row:   action", episode["action"][0], "reward", episode["reward"][0], "not_terminal", episode["not_terminal"][0])
 
 # %% [markdown]
 # One row per agent step, **the reset row included**, so an episode of $L = 100$ steps has

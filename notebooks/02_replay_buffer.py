@@ -83,7 +83,7 @@ for _ in range(scale.pick(gpu=8, cpu=8, ci=3)):
     buffer.add_episode(envs.run_episode(env))
 buffer.add_episode(envs.run_episode(envs.make_env(config.env, time_limit=20, seed=1)))
 print("episodes:", len(buffer), "| rows per episode:", [len(e["image"]) for e in buffer.episodes])
-print("agent steps:", buffer.total_steps, "| observations in RAM:", buffer.stored_steps)
+print("agent steps:", buffer.agent_steps, "| observations in RAM:", buffer.stored_steps)
 
 # %% [markdown]
 # ## Why a window must not cross an episode end

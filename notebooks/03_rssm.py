@@ -491,7 +491,7 @@ data = ReplayBuffer(capacity=config.replay_capacity, seed=0)
 collect_env = make_env(config.env, config.action_repeat, config.time_limit, seed=1)
 for _ in range(scale.pick(gpu=20, cpu=10, ci=2)):
     data.add_episode(run_episode(collect_env))
-print(f"{len(data)} episodes, {data.total_steps} agent steps")
+print(f"{len(data)} episodes, {data.agent_steps} agent steps")
 
 
 def make_model(seed: int = 0):

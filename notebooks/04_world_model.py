@@ -81,7 +81,7 @@ env = make_env(config.env, config.action_repeat, config.time_limit, seed=config.
 buffer = ReplayBuffer(capacity=config.replay_capacity, seed=config.seed)
 for _ in range(scale.pick(gpu=50, cpu=20, ci=2)):
     buffer.add_episode(run_episode(env))
-print(f"{len(buffer)} random episodes, {buffer.total_steps} agent steps, "
+print(f"{len(buffer)} random episodes, {buffer.agent_steps} agent steps, "
       f"{buffer.stored_steps * 64 * 64 * 3 / 1e6:.1f} MB of frames")
 print(f"training batches: {config.batch_size} sequences x {config.seq_len} steps (preset {config.preset})")
 

@@ -68,7 +68,7 @@ scale = setup("Lesson 6: Dreamer end to end", seed=3)
 #
 # `Trainer` follows the official code's schedule, counted in **env frames**: first
 # `prefill_frames` of uniformly random actions (5,000 at paper size, i.e. 5 episodes of DMC), then
-# `train_steps` updates right away (the official code's pretraining) and `train_steps` more
+# `train_updates` updates right away (the official code's pretraining) and `train_updates` more
 # every `train_every` frames. With action repeat 2 and 1,000-frame DMC episodes that is the
 # paper's "C = 100 updates per episode".
 #
@@ -87,8 +87,8 @@ import numpy as np
 from dreamer_lib.config import Config, make_config
 from dreamer_lib.train import Trainer
 
-config = scale.config.replace(steps=scale.pick(gpu=100_000, cpu=50_000, ci=800))
-for key in ("env", "action_repeat", "steps", "prefill_frames", "train_every", "train_steps", "batch_size", "seq_len",
+config = scale.config.replace(total_frames=scale.pick(gpu=100_000, cpu=50_000, ci=800))
+for key in ("env", "action_repeat", "total_frames", "prefill_frames", "train_every", "train_updates", "batch_size", "seq_len",
             "horizon", "expl_noise", "actor_entropy", "eval_every", "eval_episodes"):
     print(f"{key:>15} = {getattr(config, key)}")
 
@@ -96,21 +96,21 @@ for key in ("env", "action_repeat", "steps", "prefill_frames", "train_every", "t
 # ### Exercise 6.1: the schedule
 #
 # Write `updates_due(env_frames, config)`: how many updates the schedule owes once `env_frames`
-# frames have been collected. None during the random prefill; `train_steps` as soon as
-# `prefill_frames` frames are in; then `train_steps` more each time another `train_every` frames
+# frames have been collected. None during the random prefill; `train_updates` as soon as
+# `prefill_frames` frames are in; then `train_updates` more each time another `train_every` frames
 # have come in. Before it collects each episode the trainer runs the updates owed minus those
 # done, so the count depends on the frames alone: a resumed run owes exactly what a run that
 # never stopped would.
 
 # %%
-# @save dreamer_lib.train
+# @save dreamer_lib.config
 def updates_due(env_frames: int, config: Config) -> int:
-    """Updates the schedule asks for by this many env frames: train_steps once the prefill is
-    done (the official code's pretraining), then train_steps more every train_every frames."""
-    # BEGIN SOLUTION 6.1: 0 during the prefill, then train_steps at once and train_steps per train_every frames
+    """Updates the schedule asks for by this many env frames: train_updates once the prefill is
+    done (the official code's pretraining), then train_updates more every train_every frames."""
+    # BEGIN SOLUTION 6.1: 0 during the prefill, then train_updates at once and train_updates per train_every frames
     if env_frames < config.prefill_frames:
         return 0
-    return config.train_steps * (1 + (env_frames - config.prefill_frames) // config.train_every)
+    return config.train_updates * (1 + (env_frames - config.prefill_frames) // config.train_every)
     # END SOLUTION
 
 
@@ -126,7 +126,7 @@ check_updates_due(updates_due)
 #
 # - **env frames**: simulator steps. With action repeat 2, one decision of the agent plays the
 #   same action for 2 frames and sums their rewards. The paper's x-axes ("environment steps")
-#   and `--steps` count these.
+#   and `--total-frames` count these.
 # - **agent steps**: decisions, the rows of a stored episode (minus the reset row): env frames
 #   / action repeat.
 # - **updates**: gradient steps, each on a whole batch.
@@ -249,7 +249,7 @@ for episode in trainer.buffer.episodes:  # the episodes collected before prefill
     random_returns.append(episode["reward"].sum())
     frames_so_far += (len(episode["image"]) - 1) * config.action_repeat
 random_return = float(np.mean(random_returns))
-figure = viz.learning_curve(eval_rows, reference={"x": [0, config.steps], "y": [random_return] * 2,
+figure = viz.learning_curve(eval_rows, reference={"x": [0, config.total_frames], "y": [random_return] * 2,
                                                   "label": "random actions (prefill episodes)"})
 plt.show()
 
@@ -304,7 +304,7 @@ display(Image(filename=RUN / "openl.png"))
 # ```bash
 # pip install -e ".[dmc]"                 # DeepMind Control (MuJoCo); for CarRacing: pip install -e ".[box2d]"
 # export MUJOCO_GL=egl                    # headless rendering on a GPU machine (osmesa on a CPU-only one)
-# dreamer-train --env dmc_walker_walk --preset paper --steps 1000000
+# dreamer-train --env dmc_walker_walk --preset paper --total-frames 1000000
 # dreamer-train --env CarRacing-v3 --preset paper          # any gymnasium env with Box actions and pixels
 # dreamer-train --resume runs/dmc_walker_walk-paper-seed0  # continue a stopped run
 # dreamer-eval runs/dmc_walker_walk-paper-seed0            # play the checkpoint's policy, write a GIF
@@ -345,7 +345,7 @@ from dreamer_lib.course import components
 
 mine = components.write_components(RUN.parent / "my_dreamer.py", sorted(pathlib.Path(".").glob("0[0-9]_*.ipynb")))
 MINE = RUN.parent / f"{RUN.name}-mine"
-short = config.replace(steps=scale.pick(gpu=12_000, cpu=3_000, ci=800))
+short = config.replace(total_frames=scale.pick(gpu=12_000, cpu=3_000, ci=800))
 components.train(mine, short, MINE, progress=True)
 theirs = {row["env_frames"]: row for row in CSVLog(RUN / "metrics.csv").read()}
 print(f"\n{'env frames':>10} | {'model_loss: library':>19} {'yours':>10} | {'actor_loss: library':>19} {'yours':>10}")

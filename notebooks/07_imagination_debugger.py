@@ -93,7 +93,7 @@ if not (RUN / "checkpoint.pt").exists():
           "!!  It has learned NOTHING: every picture below only shows that the tools run, not what a\n"
           "!!  trained agent sees, imagines or does. For the real lesson, make a trained run first:\n"
           f"!!    - run lesson 6 (06_dreamer_end_to_end) at the cpu or gpu scale, which writes {RUN}, or\n"
-          f"!!    - or train one from a terminal: dreamer-train --logdir {RUN} --steps 20000\n"
+          f"!!    - or train one from a terminal: dreamer-train --logdir {RUN} --total-frames 20000\n"
           "!!  then run this lesson again.\n"
           f"{banner}")
     RUN = runs_dir() / "lesson7-tiny-ci"

@@ -37,7 +37,7 @@ def square_episode(length: int, rng: np.random.Generator, size: int = 64, square
         images[t, y:y + square, x:x + square] = 255
         if t > 0:
             rewards[t] = 1 - np.abs(position - centre).sum() / (2 * centre)
-    return {"image": images, "action": actions, "reward": rewards, "discount": np.ones(length, np.float32)}
+    return {"image": images, "action": actions, "reward": rewards, "not_terminal": np.ones(length, np.float32)}
 
 
 @pytest.fixture

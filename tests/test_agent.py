@@ -60,7 +60,7 @@ def test_update_returns_finite_metrics_and_moves_every_group(buffer):
 
 
 def test_update_with_continue_head_reports_its_loss(buffer):
-    metrics = make_agent(use_continue=True).update(buffer.sample(3, 8))
+    metrics = make_agent(predict_continue=True).update(buffer.sample(3, 8))
     assert set(metrics) == METRICS | {"continue_loss"}
     assert all(math.isfinite(v.item()) for v in metrics.values())
 
@@ -149,7 +149,7 @@ def test_update_clips_each_group_to_grad_clip(buffer):
 def test_update_with_continue_head_imagines_from_all_but_the_last_step(buffer):
     """With a continue head the official code drops each window's last state as a start (it may
     be terminal): T - 1 starts per sequence."""
-    agent = frozen(make_agent(use_continue=True))
+    agent = frozen(make_agent(predict_continue=True))
     starts = []
     imagine = agent.rssm.rollout_imagination
 

@@ -494,7 +494,7 @@ def test_run_episode_starts_from_the_given_state_and_stores_aligned_rows():
             np.testing.assert_allclose(episode["action"][t], [0.1 * (t - 1), -0.1 * (t - 1) - 0.05], rtol=1e-6)
         assert episode["reward"].tolist() == [0.0] + [10.0 * episode_index + t for t in range(1, L + 1)]
         # 0 only where o_t is terminal: a time limit is not a terminal state
-        assert episode["discount"].tolist() == [1.0] * L + [1.0 if episode_index == 1 else 0.0]
+        assert episode["not_terminal"].tolist() == [1.0] * L + [1.0 if episode_index == 1 else 0.0]
 
 
 def test_evaluate_uses_the_mode_and_a_fresh_state_every_episode():
@@ -530,15 +530,15 @@ def test_evaluate_uses_the_mode_and_a_fresh_state_every_episode():
 def batch(make_square_episode):
     rng = np.random.default_rng(0)
     episodes = [make_square_episode(6, rng, action_size=ACTIONS) for _ in range(3)]
-    episodes[1]["discount"][-1] = 0.0  # a terminal step, for the continue target
+    episodes[1]["not_terminal"][-1] = 0.0  # a terminal step, for the continue target
     stack = lambda key: torch.as_tensor(np.stack([e[key] for e in episodes], 1))  # noqa: E731
-    return stack("image"), stack("action"), stack("reward"), stack("discount")
+    return stack("image"), stack("action"), stack("reward"), stack("not_terminal")
 
 
-@pytest.mark.parametrize("use_continue", [False, True])
-def test_world_model_loss_terms_by_hand(batch, use_continue):
+@pytest.mark.parametrize("predict_continue", [False, True])
+def test_world_model_loss_terms_by_hand(batch, predict_continue):
     images, actions, rewards, discounts = batch
-    agent = make_agent(use_continue=use_continue, kl_scale=0.7, free_nats=0.0, gamma=0.9)
+    agent = make_agent(predict_continue=predict_continue, kl_scale=0.7, free_nats=0.0, gamma=0.9)
     torch.manual_seed(21)
     loss, posterior, metrics = agent.world_model_loss(images, actions, rewards, discounts)
     torch.manual_seed(21)
@@ -557,8 +557,8 @@ def test_world_model_loss_terms_by_hand(batch, use_continue):
     assert metrics["reward_loss"].item() == pytest.approx(reward_loss, rel=1e-5)
     assert metrics["kl"].item() == pytest.approx(kl, rel=1e-5)
     want = image_loss + reward_loss + 0.7 * kl
-    if use_continue:
-        logits, target = np64(agent.pcont(features)), 0.9 * np64(discounts)
+    if predict_continue:
+        logits, target = np64(agent.continue_predictor(features)), 0.9 * np64(discounts)
         bce = np.mean(softplus(logits) - target * logits)  # -[y log s(x) + (1 - y) log(1 - s(x))]
         assert metrics["continue_loss"].item() == pytest.approx(bce, rel=1e-5)
         want += agent.config.continue_scale * bce
@@ -585,31 +585,31 @@ def returns_torch(rewards, values, discounts, bootstrap, lam):
     return torch.stack(out)
 
 
-@pytest.mark.parametrize("use_continue", [False, True])
-def test_update_behaviour_losses_and_gradients_by_hand(batch, use_continue):
+@pytest.mark.parametrize("predict_continue", [False, True])
+def test_update_behaviour_losses_and_gradients_by_hand(batch, predict_continue):
     """One update: H imagined steps from every posterior state (the last of each window dropped
     with a continue head, as the official code); returns for steps 0..H-2 bootstrapped with
     v_{H-1}; losses weighted by the shifted cumulative discounts; the actor's gradient through
     the returns, the critic's with the returns as constants. Recomputed on a twin agent."""
-    overrides = dict(use_continue=use_continue, gamma=0.8, lambda_=0.6, grad_clip=1e9)
+    overrides = dict(predict_continue=predict_continue, gamma=0.8, lambda_=0.6, grad_clip=1e9)
     agent, twin = make_agent(**overrides), make_agent(**overrides)
     images, actions, rewards, discounts = batch
     arrays = {"image": images.numpy(), "action": actions.numpy(), "reward": rewards.numpy(),
-              "discount": discounts.numpy()}
+              "not_terminal": discounts.numpy()}
     torch.manual_seed(24)
     metrics = agent.update(arrays)
 
     torch.manual_seed(24)
     embed = twin.encoder(preprocess_by_hand(arrays["image"]))
     posterior, _ = twin.rssm.rollout_observation(embed, actions, twin.rssm.get_initial_state(images.shape[1]))
-    if use_continue:
+    if predict_continue:
         posterior = RSSMState(*(x[:-1] for x in posterior))
     start = RSSMState(*(x.detach().reshape(-1, x.shape[-1]) for x in posterior))
     imagined, _ = twin.rssm.rollout_imagination(start, twin.actor, twin.config.horizon)
     features = imagined.features
     assert features.shape[:2] == (twin.config.horizon, start.deter.shape[0])
     reward, value = twin.reward(features), twin.critic(features)
-    discount = torch.sigmoid(twin.pcont(features)) if use_continue else torch.full_like(reward, 0.8)
+    discount = torch.sigmoid(twin.pcont(features)) if predict_continue else torch.full_like(reward, 0.8)
     returns = returns_torch(reward[:-1], value[:-1], discount[:-1], value[-1], 0.6)
     np.testing.assert_allclose(np64(returns), returns_by_hand(np64(reward[:-1]), np64(value[:-1]),
                                                               np64(discount[:-1]), np64(value[-1]), 0.6), rtol=1e-5)
@@ -634,7 +634,7 @@ def numbered_episode(episode_id: int, rows: int) -> dict:
     image = np.zeros((rows, 64, 64, 3), np.uint8)
     image[:, 0, 0, 0], image[:, 0, 0, 1] = episode_id, steps
     return {"image": image, "action": np.stack([np.full(rows, episode_id), steps], 1).astype(np.float32),
-            "reward": (episode_id * 100 + steps).astype(np.float32), "discount": np.ones(rows, np.float32)}
+            "reward": (episode_id * 100 + steps).astype(np.float32), "not_terminal": np.ones(rows, np.float32)}
 
 
 def test_sampled_windows_cover_every_valid_start_uniformly():

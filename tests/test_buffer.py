@@ -19,10 +19,10 @@ def tagged_episode(episode_id: int, rows: int, action_size: int = 2) -> dict[str
     image[:, 0, 0, 2] = 7
     action = np.zeros((rows, action_size), np.float32)
     action[:, 0], action[:, 1] = episode_id, steps
-    discount = np.ones(rows, np.float32)
-    discount[-1] = 0.0
+    not_terminal = np.ones(rows, np.float32)
+    not_terminal[-1] = 0.0
     return {"image": image, "action": action, "reward": (episode_id * 1000 + steps).astype(np.float32),
-            "discount": discount}
+            "not_terminal": not_terminal}
 
 
 def random_lengths(count: int, seed: int = 0) -> list[int]:
@@ -37,7 +37,7 @@ def check_windows(batch: dict, lengths: dict[int, int], seq_len: int, batch_size
     assert batch["image"].shape == (seq_len, batch_size, 64, 64, 3) and batch["image"].dtype == np.uint8
     assert batch["action"].shape == (seq_len, batch_size, 2) and batch["action"].dtype == np.float32
     assert batch["reward"].shape == (seq_len, batch_size) and batch["reward"].dtype == np.float32
-    assert batch["discount"].shape == (seq_len, batch_size) and batch["discount"].dtype == np.float32
+    assert batch["not_terminal"].shape == (seq_len, batch_size) and batch["not_terminal"].dtype == np.float32
     seen = set()
     for b in range(batch_size):
         reward = batch["reward"][:, b].astype(np.int64)
@@ -54,7 +54,7 @@ def check_windows(batch: dict, lengths: dict[int, int], seq_len: int, batch_size
         assert np.all(batch["action"][:, b, 0] == episode_id)
         assert np.array_equal(batch["action"][:, b, 1], steps)
         # only the last row of an episode is terminal
-        assert np.array_equal(batch["discount"][:, b] == 0, steps == lengths[episode_id] - 1)
+        assert np.array_equal(batch["not_terminal"][:, b] == 0, steps == lengths[episode_id] - 1)
     return seen
 
 
@@ -70,7 +70,7 @@ def test_windows_come_from_one_episode_with_consecutive_steps():
         seen |= check_windows(batch, lengths, SEQ_LEN, 16)
         steps = batch["reward"].astype(np.int64) % 1000
         starts_at_zero += int(np.sum(steps[0] == 0))
-        ends_at_last += int(np.sum(batch["discount"][-1] == 0))
+        ends_at_last += int(np.sum(batch["not_terminal"][-1] == 0))
     assert seen == long_enough  # every long-enough episode gets sampled, no short one ever
     assert 1 in seen  # the episode of exactly seq_len rows
     assert starts_at_zero > 0 and ends_at_last > 0  # both ends of episodes are reachable
@@ -95,7 +95,7 @@ def test_episodes_persist_and_reload(tmp_path):
     second = ReplayBuffer(tmp_path / "episodes")
     assert second.load() == len(lengths)
     assert len(second) == len(lengths)
-    assert second.total_steps == first.total_steps == sum(n - 1 for n in lengths)
+    assert second.agent_steps == first.agent_steps == sum(n - 1 for n in lengths)
     assert second.total_episodes == len(lengths)
     for original, loaded in zip(first.episodes, second.episodes):  # same episodes, same order
         assert set(loaded) == set(original)
@@ -122,7 +122,7 @@ def test_damaged_episode_file_is_skipped_with_a_warning(tmp_path):
     damaged = {"000004-9.npz", "000005-9.npz", "000006-9.npz"}
     assert {name for name in damaged if any(name in str(w.message) for w in record)} == damaged
     assert [int(e["reward"][0]) // 1000 for e in second.episodes] == [0, 1, 2, 3]
-    assert second.total_steps == 4 * 9
+    assert second.agent_steps == 4 * 9
 
 
 def test_new_episode_never_overwrites_a_stored_one_after_a_file_is_deleted(tmp_path):
@@ -152,7 +152,7 @@ def test_capacity_evicts_oldest_but_counts_everything():
         # nothing more was evicted than needed: one more old episode would not have fit
         if kept[0] > 0:
             assert buffer.stored_steps + lengths[kept[0] - 1] > 100
-    assert buffer.total_steps == sum(n - 1 for n in lengths)
+    assert buffer.agent_steps == sum(n - 1 for n in lengths)
     assert buffer.total_episodes == len(lengths)
     kept = {int(e["reward"][0]) // 1000 for e in buffer.episodes}
     for _ in range(20):
@@ -180,11 +180,11 @@ def test_validate_episode_names_the_problem():
     with pytest.raises(ValueError, match=r"'action'\] has 7 rows"):
         validate_episode(long_action)
 
-    missing = {k: v for k, v in good.items() if k != "discount"}
-    with pytest.raises(ValueError, match=r"lacks \['discount'\]"):
+    missing = {k: v for k, v in good.items() if k != "not_terminal"}
+    with pytest.raises(ValueError, match=r"lacks \['not_terminal'\]"):
         validate_episode(missing)
 
     buffer = ReplayBuffer()
     with pytest.raises(ValueError):
         buffer.add_episode(short_reward)
-    assert len(buffer) == 0 and buffer.total_steps == 0
+    assert len(buffer) == 0 and buffer.agent_steps == 0

@@ -170,7 +170,7 @@ def lesson():
     rng = np.random.default_rng(0)
     episodes = [{"image": rng.integers(0, 256, (21, 64, 64, 3), dtype=np.uint8),
                  "action": rng.uniform(-1, 1, (21, 2)).astype(np.float32),
-                 "reward": rng.normal(size=21).astype(np.float32), "discount": np.ones(21, np.float32)}
+                 "reward": rng.normal(size=21).astype(np.float32), "not_terminal": np.ones(21, np.float32)}
                 for _ in range(3)]
     replay = ReplayBuffer(capacity=10**6, seed=9)
     for episode in episodes:

@@ -10,42 +10,42 @@ from dreamer_lib.course.checks.train import check_updates_due
 def right(env_frames, config):
     if env_frames < config.prefill_frames:
         return 0
-    return config.train_steps * (1 + (env_frames - config.prefill_frames) // config.train_every)
+    return config.train_updates * (1 + (env_frames - config.prefill_frames) // config.train_every)
 
 
 def no_pretraining(env_frames, config):
     if env_frames < config.prefill_frames:
         return 0
-    return config.train_steps * ((env_frames - config.prefill_frames) // config.train_every)
+    return config.train_updates * ((env_frames - config.prefill_frames) // config.train_every)
 
 
 def from_frame_zero(env_frames, config):
     if env_frames < config.prefill_frames:
         return 0
-    return config.train_steps * (1 + env_frames // config.train_every)
+    return config.train_updates * (1 + env_frames // config.train_every)
 
 
 def agent_steps(env_frames, config):
     steps, prefill = env_frames // config.action_repeat, config.prefill_frames // config.action_repeat
     if steps < prefill:
         return 0
-    return config.train_steps * (1 + (steps - prefill) // config.train_every)
+    return config.train_updates * (1 + (steps - prefill) // config.train_every)
 
 
 def one_late(env_frames, config):
     if env_frames <= config.prefill_frames:
         return 0
-    return config.train_steps * (1 + (env_frames - config.prefill_frames) // config.train_every)
+    return config.train_updates * (1 + (env_frames - config.prefill_frames) // config.train_every)
 
 
 def during_prefill(env_frames, config):
-    return config.train_steps * (1 + env_frames // config.train_every)
+    return config.train_updates * (1 + env_frames // config.train_every)
 
 
 def true_division(env_frames, config):
     if env_frames < config.prefill_frames:
         return 0
-    return config.train_steps * (1 + (env_frames - config.prefill_frames) / config.train_every)
+    return config.train_updates * (1 + (env_frames - config.prefill_frames) / config.train_every)
 
 
 def doubled(env_frames, config):

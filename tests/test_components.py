@@ -50,7 +50,7 @@ def write(tmp_path, text, name="mine.py") -> pathlib.Path:
 
 
 def tiny(**changes):
-    return make_config("ci", **{"steps": 600, "eval_every": 10_000, **changes})
+    return make_config("ci", **{"total_frames": 600, "eval_every": 10_000, **changes})
 
 
 def test_load_finds_the_names_the_file_defines_not_those_it_imports(tmp_path):
@@ -173,9 +173,9 @@ def test_the_command_refuses_a_wrong_component_with_exit_2(tmp_path):
 def test_a_resume_uses_the_runs_own_copy_of_the_components(tmp_path, capsys):
     path = write(tmp_path, LOOP_RETURNS)
     run = tmp_path / "run"
-    course_components.train(path, tiny(steps=500), run, progress=False)
+    course_components.train(path, tiny(total_frames=500), run, progress=False)
     path.unlink()  # the learner's file is gone; the run keeps its copy
-    trainer = Trainer(tiny(steps=700), run, progress=False, check_components=course_components.check_components)
+    trainer = Trainer(tiny(total_frames=700), run, progress=False, check_components=course_components.check_components)
     assert list(trainer.components) == ["compute_lambda_returns"]
     assert f"from {run / 'components.py'}" in capsys.readouterr().out
     rows = trainer.run()

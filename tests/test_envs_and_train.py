@@ -10,7 +10,8 @@ import pytest
 
 from dreamer_lib.config import make_config
 from dreamer_lib.envs import make_env, run_episode
-from dreamer_lib.train import Trainer, updates_due
+from dreamer_lib.config import updates_due
+from dreamer_lib.train import Trainer
 
 PENDULUM_WORST_REWARD = -(math.pi ** 2 + 0.1 * 8 ** 2 + 0.001 * 2 ** 2)  # per frame, Pendulum-v1's cost
 
@@ -55,7 +56,7 @@ def test_pendulum_episode_is_100_agent_steps_of_2_frames():
     assert np.all(np.abs(episode["action"]) <= 1)
     assert episode["reward"][0] == 0 and np.all(episode["reward"] <= 0)
     assert np.all(episode["reward"][1:] >= 2 * PENDULUM_WORST_REWARD - 1e-4)
-    assert np.all(episode["discount"] == 1)  # truncated by time, never terminal
+    assert np.all(episode["not_terminal"] == 1)  # truncated by time, never terminal
     assert env._frames == 200
     env.close()
 
@@ -82,7 +83,7 @@ def test_unknown_env_names_the_supported_ones():
 # ---------------------------------------------------------------------------- schedule
 def test_updates_due_schedule():
     ci = make_config("ci")  # prefill 400, then 2 updates every 200 frames
-    assert (ci.prefill_frames, ci.train_every, ci.train_steps) == (400, 200, 2)
+    assert (ci.prefill_frames, ci.train_every, ci.train_updates) == (400, 200, 2)
     expected = {0: 0, 100: 0, 399: 0, 400: 2, 401: 2, 599: 2, 600: 4, 799: 4, 800: 6, 1000: 8}
     assert {f: updates_due(f, ci) for f in expected} == expected
     paper = make_config("paper")  # prefill 5000, then 100 updates every 1000 frames
@@ -96,7 +97,7 @@ def test_updates_due_schedule():
 def test_progress_bar_outside_a_terminal_redraws_rarely(tmp_path, capsys):
     """In a notebook or a log every redraw stays in the saved output: a short run leaves its first
     and last state (and one per 30 s), not one line per episode."""
-    Trainer(make_config("ci", steps=800, eval_every=10_000), tmp_path / "run", progress=True).run()
+    Trainer(make_config("ci", total_frames=800, eval_every=10_000), tmp_path / "run", progress=True).run()
     bar = capsys.readouterr().err
     assert "800/800" in bar and bar.count("\r") <= 3, bar
 
@@ -114,5 +115,5 @@ def test_progress_bar_outside_a_terminal_is_not_redrawn_by_tqdms_monitor(tmp_pat
             bars.append(self)
 
     monkeypatch.setattr(train_module, "tqdm", RecordingBar)
-    Trainer(make_config("ci", steps=400, eval_every=10_000), tmp_path / "run", progress=True).run()
+    Trainer(make_config("ci", total_frames=400, eval_every=10_000), tmp_path / "run", progress=True).run()
     assert bars and bars[0].mininterval >= 30 and bars[0].maxinterval > bars[0].mininterval

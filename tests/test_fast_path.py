@@ -13,7 +13,7 @@ def batch(config, action_size=2, seed=0):
     return {"image": rng.integers(0, 256, (t, b, 64, 64, 3), dtype=np.uint8),
             "action": rng.uniform(-1, 1, (t, b, action_size)).astype(np.float32),
             "reward": rng.normal(size=(t, b)).astype(np.float32),
-            "discount": np.ones((t, b), np.float32)}
+            "not_terminal": np.ones((t, b), np.float32)}
 
 
 def losses_and_grads(agent, data):

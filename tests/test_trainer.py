@@ -20,7 +20,8 @@ from PIL import Image
 from dreamer_lib import train
 from dreamer_lib.config import Config, make_config
 from dreamer_lib.evaluate import main as dreamer_eval
-from dreamer_lib.train import Trainer, TrainingStopped, updates_due
+from dreamer_lib.config import updates_due
+from dreamer_lib.train import Trainer, TrainingStopped
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PENDULUM_WORST_REWARD = -(math.pi ** 2 + 0.1 * 8 ** 2 + 0.001 * 2 ** 2)  # per frame, Pendulum-v1's cost
@@ -42,7 +43,7 @@ def read_checkpoint(run) -> dict:
 
 def exact_config(**changes) -> Config:
     """ci preset, evaluated every 200 frames, 1000 frames: 10 episodes, 8 updates, 4 evaluations."""
-    return make_config("ci", **{"steps": 1000, "eval_every": 200, **changes})
+    return make_config("ci", **{"total_frames": 1000, "eval_every": 200, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +57,9 @@ def reference_run(tmp_path_factory):
 
 @pytest.fixture
 def half_run(tmp_path):
-    """A run stopped cleanly at 600 env frames (steps=600), to resume or damage."""
+    """A run stopped cleanly at 600 env frames (total_frames=600), to resume or damage."""
     logdir = tmp_path / "run"
-    Trainer(exact_config(steps=600), logdir, progress=False).run()
+    Trainer(exact_config(total_frames=600), logdir, progress=False).run()
     return logdir
 
 
@@ -183,7 +184,7 @@ def test_kill_9_of_the_command_and_resume_repeats_the_uninterrupted_run(referenc
     """A real kill -9 of dreamer-train (one thread, as the in-process reference), then --resume."""
     reference, _ = reference_run
     logdir = tmp_path / "run"
-    command = [sys.executable, "-m", "dreamer_lib.train", "--preset", "ci", "--steps", "1000", "--eval-every", "200",
+    command = [sys.executable, "-m", "dreamer_lib.train", "--preset", "ci", "--total-frames", "1000", "--eval-every", "200",
                "--no-progress"]
     environ = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command + ["--logdir", str(logdir)], env=environ, cwd=tmp_path,
@@ -244,7 +245,7 @@ def test_a_diverging_learning_rate_exits_1_with_a_message_and_a_usable_checkpoin
 
 # ---------------------------------------------------------------------------- settings on resume
 def test_resume_applies_changed_learning_rates_and_steps_and_logs_them(half_run, capsys):
-    assert train.main(["--resume", str(half_run), "--steps", "800", "--model-lr", "1e-3", "--no-progress"]) == 0
+    assert train.main(["--resume", str(half_run), "--total-frames", "800", "--model-lr", "1e-3", "--no-progress"]) == 0
     assert "model_lr 0.0006 -> 0.001" in (half_run / "changes.txt").read_text()
     checkpoint = read_checkpoint(half_run)
     assert checkpoint["env_frames"] == 800
@@ -264,7 +265,7 @@ def test_resume_refuses_settings_the_run_depends_on(half_run, capsys, flags, fix
 
 # ---------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("flags, message", [
-    (["--steps", "0"], "steps is 0"), (["--steps", "-5"], "steps is -5"), (["--batch-size", "0"], "batch_size is 0"),
+    (["--total-frames", "0"], "steps is 0"), (["--total-frames", "-5"], "steps is -5"), (["--batch-size", "0"], "batch_size is 0"),
     (["--train-every", "0"], "train_every is 0"), (["--eval-every", "0"], "eval_every is 0"),
     (["--action-repeat", "0"], "action_repeat is 0"), (["--eval-episodes", "0"], "eval_episodes is 0"),
     (["--gamma", "1.5"], "gamma is 1.5"), (["--env", "NoSuchEnv-v9"], "Unknown environment"),
@@ -348,7 +349,7 @@ def test_a_full_disk_stops_with_one_message_and_the_run_resumes_once_there_is_sp
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_saves_stops_within_5_s_and_exits_128_plus_signal(tmp_path, signum, status):
     logdir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "dreamer_lib.train", "--preset", "ci", "--steps", "100000",
+    process = subprocess.Popen([sys.executable, "-m", "dreamer_lib.train", "--preset", "ci", "--total-frames", "100000",
                                 "--logdir", str(logdir), "--no-progress"], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120

@@ -28,7 +28,7 @@ def synthetic_episode(length=T, seed=0):
     return {"image": rng.integers(0, 256, (length, 64, 64, 3), dtype=np.uint8),
             "action": np.concatenate([np.zeros((1, A)), rng.uniform(-1, 1, (length - 1, A))]).astype(np.float32),
             "reward": np.concatenate([[0.0], rng.normal(size=length - 1)]).astype(np.float32),
-            "discount": np.ones(length, np.float32)}
+            "not_terminal": np.ones(length, np.float32)}
 
 
 @pytest.fixture(scope="module")

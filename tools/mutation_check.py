@@ -85,7 +85,7 @@ MUTATIONS = [
     (AG, 'kl_loss(posterior, prior, c.free_nats)', 'kl_loss(prior, posterior, c.free_nats)', 'KL swapped at the call'),
     (AG, 'c.kl_scale * kl_clamped', 'c.kl_scale * kl', 'free nats ignored in the model loss'),
     (AG, 'c.gamma * discounts)', 'discounts)', 'continue target without gamma'),
-    (AG, 'posterior.at(slice(0, -1)) if self.pcont is not None else posterior', 'posterior',
+    (AG, 'posterior.at(slice(0, -1)) if self.continue_predictor is not None else posterior', 'posterior',
      'continue head: last state of each window not dropped'),
     (AG, 'compute_lambda_returns(reward[:-1], value[:-1], discount[:-1], value[-1]',
      'compute_lambda_returns(reward[1:], value[1:], discount[1:], value[-1]',

@@ -28,7 +28,7 @@ def make_episode(index: int, rows: int, size: int = 4) -> dict[str, np.ndarray]:
     image[..., 1] = index
     action = np.stack([np.full(rows, index), steps], axis=1).astype(np.float32)
     return {"image": image, "action": action, "reward": (1000 * index + steps).astype(np.float32),
-            "discount": np.ones(rows, np.float32)}
+            "not_terminal": np.ones(rows, np.float32)}
 
 
 CUT_SHORT = (r"all input arrays must have the same shape|all the input array dimensions",

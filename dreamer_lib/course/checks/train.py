@@ -7,7 +7,7 @@ gives a distinct list of answers, so the check can name it.
 """
 from __future__ import annotations
 
-from dreamer_lib import train as reference
+from dreamer_lib import config as reference
 from dreamer_lib.config import make_config
 from dreamer_lib.course.checks import call, fail, passed
 
@@ -22,9 +22,9 @@ def _mistakes(prefill: int, every: int, steps: int, repeat: int, frames: list[in
         return steps * (int(pretrain) + (counted(f) - start) // every)
 
     mistakes = {
-        "no updates right after the prefill: the official code (and the Trainer) does train_steps updates as "
-        "soon as the prefill is done (its pretraining), then train_steps more every train_every frames: "
-        "train_steps * (1 + (env_frames - prefill_frames) // train_every)": [due(f, pretrain=False) for f in frames],
+        "no updates right after the prefill: the official code (and the Trainer) does train_updates updates as "
+        "soon as the prefill is done (its pretraining), then train_updates more every train_every frames: "
+        "train_updates * (1 + (env_frames - prefill_frames) // train_every)": [due(f, pretrain=False) for f in frames],
         "counting the training intervals from frame 0 instead of from the end of the prefill: "
         "use (env_frames - prefill_frames) // train_every": [due(f, start=0) for f in frames],
         "agent steps in place of env frames: the schedule is in env frames (the argument already is), "
@@ -40,13 +40,13 @@ def _mistakes(prefill: int, every: int, steps: int, repeat: int, frames: list[in
 
 def check_updates_due(updates_due) -> None:
     for prefill, every, steps, repeat in ((5000, 1000, 100, 2), (2500, 400, 7, 4)):
-        config = make_config("paper", prefill_frames=prefill, train_every=every, train_steps=steps,
+        config = make_config("paper", prefill_frames=prefill, train_every=every, train_updates=steps,
                              action_repeat=repeat)
         frames = [0, prefill - 1, prefill, prefill + 1, prefill + every - 1, prefill + every, prefill + 3 * every + 5,
                   200_000]
         answers = [call(EXERCISE, updates_due, f, config,
                         what=f"calling your updates_due({f}, config) (prefill_frames {prefill}, train_every {every}, "
-                             f"train_steps {steps})") for f in frames]
+                             f"train_updates {steps})") for f in frames]
         if any(not isinstance(a, int) or isinstance(a, bool) for a in answers):
             kinds = sorted({type(a).__name__ for a in answers})
             fail(EXERCISE, f"updates_due returned {', '.join(kinds)}; it should return an int, a count of updates. "
@@ -58,7 +58,7 @@ def check_updates_due(updates_due) -> None:
                 if answers == wrong:
                     fail(EXERCISE, f"looks like {why}.")
             table = ", ".join(f"{f}: {a} (expected {e})" for f, a, e in zip(frames, answers, expected) if a != e)
-            fail(EXERCISE, f"with prefill_frames {prefill}, train_every {every}, train_steps {steps}, the updates owed "
+            fail(EXERCISE, f"with prefill_frames {prefill}, train_every {every}, train_updates {steps}, the updates owed "
                            f"by these env frames differ: {table}.")
-    passed(EXERCISE, "updates_due gives the official schedule: train_steps updates when the prefill ends, then "
-                     "train_steps more every train_every env frames.")
+    passed(EXERCISE, "updates_due gives the official schedule: train_updates updates when the prefill ends, then "
+                     "train_updates more every train_every env frames.")

@@ -23,7 +23,7 @@ def _fake_batch(seed: int, steps: int = 4, batch: int = 2) -> dict:
     return {"image": rng.integers(0, 256, (steps, batch, 64, 64, 3), dtype=np.uint8),
             "action": rng.uniform(-1, 1, (steps, batch, 2)).astype(np.float32),
             "reward": rng.normal(size=(steps, batch)).astype(np.float32),
-            "discount": np.ones((steps, batch), np.float32)}
+            "not_terminal": np.ones((steps, batch), np.float32)}
 
 
 def _sgd(agent, lr: float):
