@@ -10,8 +10,9 @@ machine's state.
 A case is LABEL=REF:CURVES[:CONFIG FLAGS]. REF is a git commit (its dreamer_lib is timed, taken
 with `git archive`) or `.` for the working tree; CURVES the prefix of per-seed eval CSVs that
 benchmarks/learn.py wrote (PREFIX_seed*_eval.csv); CONFIG FLAGS change the preset as
-dreamer-train's flags do. The update is timed on a synthetic batch as in throughput.py, each
-case in its own process. The first case is the baseline of the ratio column.
+dreamer-train's flags do. The update is timed as in throughput.py, each case in its own process,
+on the same random batch for every case (this checkout's dreamer_lib.buffer.random_batch). The
+first case is the baseline of the ratio column.
 """
 from __future__ import annotations
 
@@ -32,15 +33,24 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 def time_update(preset: str, flags: list[str], threads: int, warmup: int, repeats: int) -> float:
-    """ms per update of whichever dreamer_lib is first on the path (run in a child process)."""
+    """ms per update of whichever dreamer_lib is first on the path (run in a child process), on
+    this checkout's random_batch: the same batch for every case, also for commits that lack it."""
+    import importlib.util
+
     import torch
     import tyro
+    from dreamer_lib.buffer import KEYS  # the timed code's names (before f90063f, "discount" for not_terminal)
     from dreamer_lib.config import Config, make_config
     from throughput import measure
 
     torch.set_num_threads(threads)
     config = tyro.cli(Config, default=make_config(preset, device="cpu", precision="fp32"), args=flags)
-    return measure(config, torch.device("cpu"), warmup, repeats, action_size=1)["ms"]  # Pendulum's one action
+    spec = importlib.util.spec_from_file_location("this_checkouts_buffer", REPO / "dreamer_lib" / "buffer.py")
+    buffer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(buffer)
+    batch = buffer.random_batch(config.batch_size, config.seq_len, action_size=1)  # Pendulum's one action
+    batch = dict(zip(KEYS, batch.values()))  # image, action, reward, then the 0/1 flag, in every version
+    return measure(config, torch.device("cpu"), warmup, repeats, action_size=1, batch=batch)["ms"]
 
 
 def updates_to_threshold(prefix: str, threshold: float) -> tuple[int | None, int, int]:

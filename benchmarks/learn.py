@@ -98,7 +98,7 @@ def main(argv=None) -> None:
         while pending or running:
             while pending and len(running) < args.parallel:
                 seed, run = pending.pop(0)
-                command = [sys.executable, "-m", "dreamer_lib.train", "--no-progress"]
+                command = [sys.executable, "-m", "dreamer_lib.cli", "--no-progress"]
                 if (run / "checkpoint.pt").exists():
                     command += ["--resume", str(run)]
                 else:

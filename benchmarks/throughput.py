@@ -1,5 +1,6 @@
 """Update throughput: time one full DreamerV1 update (world model, actor, critic, three Adam
-steps) on synthetic data, for the fast path and the plain eager fp32 path, in the same run.
+steps) on a random batch (dreamer_lib.buffer.random_batch), for the fast path and the plain eager
+fp32 path, in the same run.
 
     python benchmarks/throughput.py --preset paper --device cuda
     python benchmarks/throughput.py --preset cpu --device cpu --precision fp32 --threads 2
@@ -16,7 +17,6 @@ import os
 import platform
 import time
 
-import numpy as np
 import torch
 import tyro
 
@@ -25,24 +25,21 @@ from dreamer_lib.config import Config, make_config, resolve_device
 from dreamer_lib.fast import cpu_has_bf16
 
 
-def synthetic_batch(config, action_size: int, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    t, b = config.seq_len, config.batch_size
-    return {"image": rng.integers(0, 256, (t, b, 64, 64, 3), dtype=np.uint8),
-            "action": rng.uniform(-1, 1, (t, b, action_size)).astype(np.float32),
-            "reward": rng.normal(size=(t, b)).astype(np.float32),
-            "not_terminal": np.ones((t, b), np.float32)}
-
-
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def measure(config, device: torch.device, warmup: int, repeats: int, action_size: int = 6) -> dict:
+def measure(config, device: torch.device, warmup: int, repeats: int, action_size: int = 6, batch=None) -> dict:
+    """Time agent.update on `batch`, by default dreamer_lib.buffer.random_batch of the config's size.
+    (Imported here, not above: cost_to_learn.py times older dreamer_libs, which lack it, and
+    passes its own batch.)"""
     torch.manual_seed(0)
     agent = DreamerV1(config, action_size, device)
-    batch = synthetic_batch(config, action_size)
+    if batch is None:
+        from dreamer_lib.buffer import random_batch
+
+        batch = random_batch(config.batch_size, config.seq_len, action_size)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()

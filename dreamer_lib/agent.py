@@ -4,10 +4,16 @@
 from every posterior state, the actor loss, the critic loss, then one Adam step per model group.
 As the official code, all three losses use the parameters from before the update. How the update
 is made fast (autocast, channels-last, fused Adam, compile) lives apart, in fast.py.
+
+The pieces a learner rebuilds in the course (the encoder, decoder, RSSM, KL loss, lambda-returns,
+losses and schedule) are `Parts`, passed in: the library's own by default.
 """
 from __future__ import annotations
 
 import copy
+import pathlib
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -16,22 +22,42 @@ from torch import nn
 from dreamer_lib import fast
 from dreamer_lib.actor_critic import (Actor, Critic, TanhNormal, compute_actor_loss, compute_critic_loss,
                                       compute_lambda_returns, discount_weights)
-from dreamer_lib.config import Config, resolve_device
-from dreamer_lib.networks import (ContinuePredictor, ConvDecoder, ConvEncoder, RewardPredictor,
-                                  gaussian_log_prob, keras_init, preprocess, to_uint8)
-from dreamer_lib.rssm import RSSM, kl_loss
+from dreamer_lib.config import Config, resolve_device, updates_due
+from dreamer_lib.networks import (ContinuePredictor, ConvDecoder, ConvEncoder, RewardPredictor, gaussian_log_prob,
+                                  keras_init, preprocess, to_uint8)
+from dreamer_lib.rssm import RSSM, RSSMState, kl_loss
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The swappable pieces of DreamerV1, each with the library's as the default. The course fills
+    them with a learner's own (dreamer-train --components FILE, course/components.py); `source` is
+    the file they came from, which the run folder keeps a copy of."""
+
+    encoder: Callable[..., nn.Module] = ConvEncoder  # lesson 1: (depth) -> module
+    decoder: Callable[..., nn.Module] = ConvDecoder  # (feature_size, depth) -> module
+    rssm: Callable[..., RSSM] = RSSM  # lesson 3: (action_size, embed_size, stoch, deter, hidden, min_std)
+    kl_loss: Callable = kl_loss  # (posterior, prior, free_nats) -> (loss, mean KL)
+    lambda_returns: Callable = compute_lambda_returns  # lesson 5
+    discount_weights: Callable = discount_weights
+    actor_loss: Callable = compute_actor_loss
+    critic_loss: Callable = compute_critic_loss
+    updates_due: Callable = updates_due  # lesson 6: the schedule, which the trainer follows
+    source: pathlib.Path | None = None
 
 
 class DreamerV1(nn.Module):
-    def __init__(self, config: Config, action_size: int, device: torch.device | str | None = None):
+    def __init__(self, config: Config, action_size: int, device: torch.device | str | None = None,
+                 parts: Parts = Parts()):
         super().__init__()
-        self.config, self.action_size = config, action_size
+        self.config, self.action_size, self.parts = config, action_size, parts
         self.device = device if isinstance(device, torch.device) else resolve_device(device or config.device)
         c = config
-        self.encoder = ConvEncoder(c.cnn_depth)
-        self.rssm = RSSM(action_size, self.encoder.embed_size, c.stoch_size, c.deter_size, c.hidden_size, c.min_std)
+        self.encoder = parts.encoder(c.cnn_depth)
+        self.rssm = parts.rssm(action_size, self.encoder.embed_size, c.stoch_size, c.deter_size, c.hidden_size,
+                               c.min_std)
         features = self.rssm.feature_size
-        self.decoder = ConvDecoder(features, c.cnn_depth)
+        self.decoder = parts.decoder(features, c.cnn_depth)
         self.reward = RewardPredictor(features, c.dense_units)
         self.continue_predictor = ContinuePredictor(features, c.dense_units) if c.predict_continue else None
         self.actor = Actor(features, action_size, c.dense_units, c.actor_mean_scale, c.actor_init_std, c.actor_min_std)
@@ -40,7 +66,8 @@ class DreamerV1(nn.Module):
         self.to(self.device)
 
         # One optimiser per model group, as the paper (appendix A): each steps on its own loss.
-        world_model = [m for m in (self.encoder, self.rssm, self.decoder, self.reward, self.continue_predictor) if m is not None]
+        world_model = [m for m in (self.encoder, self.rssm, self.decoder, self.reward, self.continue_predictor)
+                       if m is not None]
         self.params = {"model": [p for m in world_model for p in m.parameters()],
                        "actor": list(self.actor.parameters()), "critic": list(self.critic.parameters())}
         self.optimizers = {group: fast.adam(params, self.learning_rates()[group], c.adam_eps, c, self.device)
@@ -59,9 +86,9 @@ class DreamerV1(nn.Module):
         return {"model": c.model_lr, "actor": c.actor_lr, "critic": c.critic_lr}
 
     # ------------------------------------------------------------------ the world model's loss
-    def world_model_loss(self, images, actions, rewards, discounts):
+    def world_model_loss(self, images, actions, rewards, not_terminal):
         """Equation 10 of the paper, free nats as the official code. images (T, B, 64, 64, 3) uint8,
-        actions (T, B, A), rewards and discounts (T, B) -> (loss, posterior states, metrics)."""
+        actions (T, B, A), rewards and not_terminal (T, B) -> (loss, posterior states, metrics)."""
         c = self.config
         obs = preprocess(images)  # (T, B, 3, 64, 64) in [-0.5, 0.5]
         embed = self.encoder(obs)  # (T, B, embed)
@@ -70,77 +97,75 @@ class DreamerV1(nn.Module):
         features = posterior.features  # (T, B, stoch + deter)
         image_loss = -gaussian_log_prob(self.decoder(features), obs, event_dims=3).mean()
         reward_loss = -gaussian_log_prob(self.reward(features), rewards * c.reward_scale).mean()
-        kl_clamped, kl = kl_loss(posterior, prior, c.free_nats)
+        kl_clamped, kl = self.parts.kl_loss(posterior, prior, c.free_nats)
         loss = image_loss + reward_loss + c.kl_scale * kl_clamped
         metrics = {"image_loss": image_loss, "reward_loss": reward_loss, "kl": kl,
                    "prior_std": prior.std.mean(), "posterior_std": posterior.std.mean()}
         if self.continue_predictor is not None:
-            # As the official code, the target folds in gamma: pcont predicts gamma * (not terminal).
-            continue_loss = nn.functional.binary_cross_entropy_with_logits(self.continue_predictor(features), c.gamma * discounts)
+            # As the official code, the target folds in gamma: the head predicts gamma * not_terminal.
+            logits = self.continue_predictor(features)
+            continue_loss = nn.functional.binary_cross_entropy_with_logits(logits, c.gamma * not_terminal)
             loss = loss + c.continue_scale * continue_loss
             metrics["continue_loss"] = continue_loss
         metrics["model_loss"] = loss
         return loss, posterior, metrics
 
+    # ------------------------------------------------------------------ behaviour learning
+    def behaviour_losses(self, posterior):
+        """Section 3: imagine H steps ahead of every posterior state with the actor, then the actor
+        loss (eq. 7) and the critic loss (eq. 8) on the lambda-returns (eq. 6) -> (actor loss,
+        critic loss, metrics)."""
+        c, parts = self.config, self.parts
+        # Detached: behaviour learning does not move the world model's representation. With a
+        # continue head, the official code drops each window's last state (it may be terminal).
+        starts = posterior.at(slice(0, -1)) if self.continue_predictor is not None else posterior
+        start = starts.detach().reshape(-1)  # (N = T * B, ...)
+        imagined, _, policies = self.rssm.rollout_imagination(start, self.actor, c.horizon)  # (H, N, ...)
+        features = imagined.features  # (H, N, stoch + deter)
+        reward = self.reward(features)  # (H, N), in the scaled units the reward head learned
+        value = self.critic(features)  # (H, N)
+        if self.continue_predictor is not None:
+            discount = torch.sigmoid(self.continue_predictor(features))  # (H, N): gamma * P(continue)
+        else:
+            discount = torch.full_like(reward, c.gamma)
+        # V_lambda (eq. 6) for steps 0..H-2, bootstrapped with the last value (as the official code).
+        returns = parts.lambda_returns(reward[:-1], value[:-1], discount[:-1], value[-1], c.lambda_)  # (H-1, N)
+
+        # Actor loss (eq. 7): maximise the returns; the gradient flows back through the learned
+        # dynamics into the actions.
+        actor_loss = parts.actor_loss(returns, discount[:-1])
+        # Deviation, off in the paper preset (config.actor_entropy): + eta * H(pi) at the same
+        # imagined states, weighted like the returns. Without the bonus, only logged (no graph).
+        # policies[t] acted in the state before imagined[t]: policies[1:] are states 0..H-2's.
+        with torch.set_grad_enabled(c.actor_entropy != 0 and torch.is_grad_enabled()):
+            entropy = TanhNormal.stack(policies[1:]).entropy(samples=1)  # (H-1, N)
+        if c.actor_entropy:
+            actor_loss = actor_loss - c.actor_entropy * (parts.discount_weights(discount[:-1]) * entropy).mean()
+
+        # Critic loss (eq. 8): regress v(s_t) on the detached returns. It reuses the values above:
+        # its gradient is taken w.r.t. the critic's parameters only (update), the same as on
+        # detached states, without a second pass through the critic.
+        critic_loss = parts.critic_loss(value[:-1], returns, discount[:-1])
+        metrics = {"imagined_return": returns[0].mean(), "value": value.mean(), "actor_entropy": entropy.mean()}
+        return actor_loss, critic_loss, metrics
+
     # ------------------------------------------------------------------ one update
     def update(self, batch: dict) -> dict[str, torch.Tensor]:
         """One training step on B sequences of length T. Returns metrics as device tensors (no
         host sync) and leaves each group's clipped gradient in its parameters' .grad."""
-        c = self.config
-        images, actions, rewards, discounts = self.to_batch(batch)  # (T, B, 64, 64, 3) uint8, (T, B, A), (T, B) x2
         with self.autocast():
-            # 1. World model: reconstruct, predict rewards, KL(posterior || prior) with free nats.
-            model_loss, posterior, metrics = self.world_model_loss(images, actions, rewards, discounts)
-
-            # 2. Imagination (section 3): H prior steps from every posterior state, acting with the
-            # actor. Detached: behaviour learning does not move the world model's representation.
-            # With a continue head, the official code drops each window's last state (it may be terminal).
-            starts = posterior.at(slice(0, -1)) if self.continue_predictor is not None else posterior
-            start = starts.detach().reshape(-1)  # (N = T * B, ...)
-            policies = []  # pi(a | s) at each state imagination acts in, kept for the entropy below
-
-            def act(features):
-                policies.append(self.actor(features))
-                return policies[-1]
-
-            imagined, _ = self.rssm.rollout_imagination(start, act, c.horizon)  # (H, N, ...)
-            features = imagined.features  # (H, N, stoch + deter)
-            reward = self.reward(features)  # (H, N), in the scaled units the reward head learned
-            value = self.critic(features)  # (H, N)
-            if self.continue_predictor is not None:
-                discount = torch.sigmoid(self.continue_predictor(features))  # (H, N): gamma * P(not terminal)
-            else:
-                discount = torch.full_like(reward, c.gamma)
-            # V_lambda (eq. 6) for steps 0..H-2, bootstrapped with the last value (as the official code).
-            returns = compute_lambda_returns(reward[:-1], value[:-1], discount[:-1], value[-1], c.lambda_)  # (H-1, N)
-
-            # 3. Actor loss (eq. 7): maximise the returns; the gradient flows back through the
-            # learned dynamics into the actions.
-            actor_loss = compute_actor_loss(returns, discount[:-1])
-            # Deviation, off in the paper preset (config.actor_entropy): + eta * H(pi) at the same
-            # imagined states, weighted like the returns. Without the bonus, only logged (no graph).
-            # The actor acted in the start state and states[0..H-2]: policies[1:] are those states'.
-            with torch.set_grad_enabled(c.actor_entropy != 0 and torch.is_grad_enabled()):
-                entropy = TanhNormal.stack(policies[1:]).entropy(samples=1)  # (H-1, N)
-            if c.actor_entropy:
-                actor_loss = actor_loss - c.actor_entropy * (discount_weights(discount[:-1]) * entropy).mean()
-
-            # 4. Critic loss (eq. 8): regress v(s_t) on the detached returns. It reuses the values
-            # above: its gradient is taken w.r.t. the critic's parameters only (step 5), the same
-            # as on detached states, without a second pass through the critic.
-            critic_loss = compute_critic_loss(value[:-1], returns, discount[:-1])
-
-        # 5. Three optimiser steps, each on its own loss's gradient with a global-norm clip.
-        for group, loss in (("model", model_loss), ("actor", actor_loss), ("critic", critic_loss)):
+            model_loss, posterior, metrics = self.world_model_loss(*self.to_batch(batch))
+            actor_loss, critic_loss, behaviour = self.behaviour_losses(posterior)
+        losses = {"model": model_loss, "actor": actor_loss, "critic": critic_loss}
+        for group, loss in losses.items():  # each on its own loss's gradient, with a global-norm clip
             metrics[f"{group}_grad_norm"] = self._clipped_gradient(group, loss)
         for optimizer in self.optimizers.values():
             optimizer.step()
-        metrics.update(actor_loss=actor_loss, critic_loss=critic_loss, imagined_return=returns[0].mean(),
-                       value=value.mean(), actor_entropy=entropy.mean())
+        metrics.update(actor_loss=actor_loss, critic_loss=critic_loss, **behaviour)
         return {k: v.detach() for k, v in metrics.items()}
 
     def update_world_model(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Step 1 of `update` alone: train only the world model (lessons 4, 5 and 7)."""
+        """The world model's part of `update` alone: train only the world model (lessons 4, 5, 7)."""
         with self.autocast():
             loss, _, metrics = self.world_model_loss(*self.to_batch(batch))
         metrics["model_grad_norm"] = self._clipped_gradient("model", loss)
@@ -149,10 +174,11 @@ class DreamerV1(nn.Module):
 
     def _clipped_gradient(self, group: str, loss: torch.Tensor) -> torch.Tensor:
         # autograd.grad computes only this group's gradients: the actor loss backpropagates
-        # through the world model and critic without writing into their .grad. After the actor's
-        # loss the graph is kept: the critic's loss, taken next, shares the critic's forward pass.
+        # through the world model and critic without writing into their .grad. The losses share
+        # parts of one graph (the critic's loss reuses the values the returns were built from), so
+        # each call keeps it, whatever the order; it is freed when the update returns.
         params = self.params[group]
-        for param, grad in zip(params, torch.autograd.grad(loss, params, retain_graph=group == "actor")):
+        for param, grad in zip(params, torch.autograd.grad(loss, params, retain_graph=True)):
             param.grad = grad
         return nn.utils.clip_grad_norm_(params, self.config.grad_clip)
 
@@ -166,6 +192,13 @@ class DreamerV1(nn.Module):
         return (self.rssm.get_initial_state(batch_size, self.device),
                 torch.zeros(batch_size, self.action_size, device=self.device))
 
+    def observe(self, state: RSSMState, prev_action: torch.Tensor, image) -> RSSMState:
+        """Filter one frame into the latent state: h_t from (state, a_{t-1}), then the posterior's
+        z_t from h_t and the frame. image (N, 64, 64, 3) uint8, prev_action (N, A)."""
+        embed = self.encoder(preprocess(torch.as_tensor(image, device=self.device)))  # (N, embed)
+        posterior, _ = self.rssm.obs_step(state, prev_action, embed)
+        return posterior
+
     @torch.no_grad()
     def policy(self, image: np.ndarray, state, explore: bool):
         """One step of acting: filter the new frame into the latent state, then act.
@@ -174,10 +207,8 @@ class DreamerV1(nn.Module):
         previous call. explore=True samples and adds Gaussian noise of std expl_noise (clipped
         to [-1, 1]), as the paper; explore=False takes the actor's mode (evaluation)."""
         latent, prev_action = state
-        image = torch.as_tensor(image, device=self.device)
-        single = image.dim() == 3
-        embed = self.encoder(preprocess(image[None] if single else image))
-        latent, _ = self.rssm.obs_step(latent, prev_action, embed)
+        single = np.ndim(image) == 3
+        latent = self.observe(latent, prev_action, image[None] if single else image)
         dist = self.actor(latent.features)
         if explore:
             action = dist.rsample()
@@ -221,7 +252,7 @@ class DreamerV1(nn.Module):
             # A copy: load_state_dict keeps the given state tensors, which Adam then updates in
             # place; two agents loaded from one checkpoint dict would otherwise share their state.
             optimizer.load_state_dict(copy.deepcopy(checkpoint["optimizers"][group]))
-            # The optimiser's state dict carries the learning rate it was saved with; this run's
-            # config decides (a resume may change it on purpose).
+            # The optimiser's state dict carries the settings it was saved with; this run's config
+            # decides (a resume may change them on purpose).
             for param_group in optimizer.param_groups:
-                param_group["lr"] = self.learning_rates()[group]
+                param_group.update(lr=self.learning_rates()[group], eps=self.config.adam_eps)

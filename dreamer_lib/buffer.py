@@ -4,7 +4,7 @@ An episode is a dict of arrays with one row per agent step, the reset step inclu
     image (L+1, 64, 64, 3) uint8   o_t
     action (L+1, A) float32        a_{t-1}, the action that led to o_t (zeros at reset)
     reward (L+1,) float32          r_t, received on arriving at o_t (0 at reset)
-    not_terminal (L+1,) float32      0 where o_t is terminal, else 1
+    not_terminal (L+1,) float32    0 where o_t is terminal, else 1
 Each finished episode is written at once to `directory` as an .npz file (written to a temporary
 name, then renamed, so a crash never leaves half a file), which is what makes a run resumable:
 the episodes on disk are the record of everything collected.
@@ -23,22 +23,41 @@ from collections import deque
 import numpy as np
 
 KEYS = ("image", "action", "reward", "not_terminal")
+FORMER_KEYS = {"discount": "not_terminal"}  # its name in episode files written before the rename
 FRAME_BYTES = 64 * 64 * 3
 
 
-def validate_episode(episode: dict) -> int:
-    """Check an episode's keys, dtypes and lengths; return its number of rows (L + 1)."""
+def validate_episode(episode: dict, for_agent: bool = False) -> int:
+    """Check an episode's keys, dtypes, lengths and values; return its number of rows (L + 1).
+    for_agent: also check what the agent needs, as run_episode writes it: 64x64 frames and actions
+    in [-1, 1] (episode files are checked so; the course's checks store tiny made-up episodes)."""
     missing = [k for k in KEYS if k not in episode]
     if missing:
         raise ValueError(f"An episode needs the arrays {KEYS}; this one lacks {missing}.")
-    length = len(episode["image"])
-    if episode["image"].dtype != np.uint8 or episode["image"].ndim != 4 or episode["image"].shape[-1] != 3:
-        raise ValueError(f"episode['image'] must be uint8 frames (L+1, H, W, 3); got "
-                         f"{episode['image'].dtype} {episode['image'].shape}.")
-    for key in KEYS[1:]:
-        if len(episode[key]) != length:
-            raise ValueError(f"episode['{key}'] has {len(episode[key])} rows but episode['image'] has "
+    image, action, reward, not_terminal = (np.asarray(episode[k]) for k in KEYS)
+    frames = "(L+1, 64, 64, 3)" if for_agent else "(L+1, H, W, 3)"
+    if (image.dtype != np.uint8 or image.ndim != 4 or image.shape[-1] != 3 or len(image) == 0
+            or (for_agent and image.shape[1:3] != (64, 64))):
+        raise ValueError(f"episode['image'] must be uint8 frames {frames}, the reset frame included; got "
+                         f"{image.dtype} {image.shape}.")
+    length = len(image)
+    for key, array, ndim in (("action", action, 2), ("reward", reward, 1), ("not_terminal", not_terminal, 1)):
+        if not np.issubdtype(array.dtype, np.floating) or array.ndim != ndim:
+            raise ValueError(f"episode['{key}'] must be floats {'(L+1, A)' if ndim == 2 else '(L+1,)'}; got "
+                             f"{array.dtype} {array.shape}.")
+        if len(array) != length:
+            raise ValueError(f"episode['{key}'] has {len(array)} rows but episode['image'] has "
                              f"{length}: every array needs one row per step, the reset step included.")
+        if not np.isfinite(array).all():  # one NaN reward would make every later loss NaN
+            row = int(np.argwhere(~np.isfinite(array))[0][0])
+            raise ValueError(f"episode['{key}'] holds NaN or inf (first in row {row}); it must hold finite "
+                             "numbers: check the env or policy that produced it.")
+    if for_agent and (np.abs(action) > 1).any():
+        raise ValueError(f"episode['action'] has values outside [-1, 1] (up to {np.abs(action).max():g}): the "
+                         "agent's actions lie in [-1, 1], which DreamerEnv scales to the env's range.")
+    if not np.isin(not_terminal, (0, 1)).all():
+        others = ", ".join(f"{v:g}" for v in np.setdiff1d(not_terminal, (0, 1))[:3])
+        raise ValueError(f"episode['not_terminal'] must be 1, or 0 where o_t is terminal; it also holds {others}.")
     return length
 
 
@@ -76,24 +95,32 @@ class ReplayBuffer:
             self.stored_steps -= len(self.episodes.popleft()["image"])
 
     def load(self, episodes: int | None = None) -> int:
-        """Read the episode files in the directory (oldest first); skip unreadable ones with a
-        warning. With `episodes`, read only the first that many and delete the later files: a
-        resumed run recollects them exactly from its checkpoint. Returns how many were loaded."""
+        """Read the episode files in the directory (oldest first). A file that cannot be read, or
+        holds an episode the agent cannot train on (validate_episode, for_agent=True), is skipped
+        with a warning naming it and why; the others load. With `episodes`, load only the first
+        that many and delete the later files: a resumed run recollects them exactly from its
+        checkpoint. (Counted in loaded episodes, not file numbers: the checkpoint did not count a
+        skipped file either.) Returns how many were loaded."""
         loaded = 0
         for path in sorted(self.directory.glob("*.npz")):
             if path.name.endswith(".tmp.npz"):
                 path.unlink()  # half-written by a process that was killed
                 continue
-            if episodes is not None and path.name[:6].isdigit() and int(path.name[:6]) >= episodes:
+            if episodes is not None and path.name[:6].isdigit() and loaded >= episodes:
                 path.unlink()
                 continue
             try:
                 with np.load(path) as data:
-                    episode = {k: data[k] for k in KEYS}
-                validate_episode(episode)
+                    episode = {FORMER_KEYS.get(k, k): data[k] for k in data.files}
             except Exception as error:
                 warnings.warn(f"Skipping episode file {path} ({type(error).__name__}: {error}). It is "
                               "damaged, perhaps from a crash while it was written; delete it to silence this.")
+                continue
+            try:
+                validate_episode(episode, for_agent=True)
+            except ValueError as error:
+                warnings.warn(f"Skipping episode file {path}: {error} The agent cannot train on it; move it out "
+                              f"of {self.directory} to silence this.")
                 continue
             self.add_episode(episode, save=False)
             loaded += 1
@@ -118,3 +145,18 @@ class ReplayBuffer:
             for key in KEYS:
                 windows[key].append(episode[key][start:start + seq_len])
         return {key: np.stack(value, axis=1) for key, value in windows.items()}
+
+
+def random_batch(batch_size: int, seq_len: int, action_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A random training batch in the layout ReplayBuffer.sample returns (the module docstring's
+    arrays, time-major: a (seq_len, batch_size) lead instead of L+1), for what needs one without an
+    env or a buffer: timing an update (benchmarks/throughput.py), the course's checks, the tests.
+    Noise frames, actions uniform in [-1, 1], standard normal rewards, no terminal step
+    (not_terminal all ones); drawn in that order from np.random.default_rng(seed), so a seed always
+    gives the same batch."""
+    rng = np.random.default_rng(seed)
+    t, b = seq_len, batch_size
+    return {"image": rng.integers(0, 256, (t, b, 64, 64, 3), dtype=np.uint8),
+            "action": rng.uniform(-1, 1, (t, b, action_size)).astype(np.float32),
+            "reward": rng.normal(size=(t, b)).astype(np.float32),
+            "not_terminal": np.ones((t, b), np.float32)}

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import pathlib
+import types
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -79,58 +83,156 @@ class Config:
     fast: bool = True  # the fast update path (fast.py); --no-fast = plain eager fp32
     preset: Literal["paper", "cpu", "ci"] = "paper"  # the defaults this run started from (config.PRESETS)
 
-    def validate(self) -> None:
-        """Raise ValueError naming every setting outside its range, with what is expected."""
-        problems = []
+    def validate(self, source: str | pathlib.Path | None = None) -> None:
+        """Raise ValueError naming every setting of the wrong type or outside its range, with what is
+        expected. source: the file the settings were read from (config.json), named with the fix."""
+        problems = self._wrong_types() or self._out_of_range()  # the ranges compare numbers: types first
+        if problems:
+            if source:
+                fix = f"Correct them in {source} (dreamer-train --help describes each setting)"
+            else:
+                fix = f"Change them with {', '.join(map(flag, problems))} (dreamer-train --help describes each)"
+            raise ValueError(f"Invalid settings{f' in {source}' if source else ''}: "
+                             + "; ".join(problems.values()) + f". {fix}.")
+
+    def _wrong_types(self) -> dict[str, str]:
+        problems = {}
+        for name, expected in typing.get_type_hints(Config).items():
+            value = getattr(self, name)
+            if not _fits(value, expected):
+                problems[name] = f"{name} is {value!r} ({type(value).__name__}); expected {_type_name(expected)}"
+            elif expected is float and not math.isfinite(value):
+                # NaN slips through every range check below: each comparison with NaN is False.
+                problems[name] = f"{name} is {value}; it must be a finite number"
+        return problems
+
+    def _out_of_range(self) -> dict[str, str]:
+        """One problem per setting (a later, more specific check replaces an earlier one's)."""
+        problems = {}
         for name in ("action_repeat", "total_frames", "train_every", "train_updates", "batch_size", "eval_every",
                      "eval_episodes", "horizon", "cnn_depth", "deter_size", "stoch_size", "hidden_size",
                      "dense_units", "replay_capacity"):
             if getattr(self, name) < 1:
-                problems.append(f"{name} is {getattr(self, name)}; it counts something, so it must be 1 or more")
+                problems[name] = f"{name} is {getattr(self, name)}; it counts something, so it must be 1 or more"
         if self.seq_len < 2:
-            problems.append(f"seq_len is {self.seq_len}; a training window needs at least 2 steps")
+            problems["seq_len"] = f"seq_len is {self.seq_len}; a training window needs at least 2 steps"
         if self.horizon < 2:
-            problems.append(f"horizon is {self.horizon}; lambda-returns need at least 2 imagined steps")
+            problems["horizon"] = f"horizon is {self.horizon}; lambda-returns need at least 2 imagined steps"
+        if self.prefill_frames < 1:
+            problems["prefill_frames"] = (f"prefill_frames is {self.prefill_frames}; it must be 1 or more, so that "
+                                          "at least one episode is collected before the first update samples one")
         if self.time_limit is not None and self.time_limit < self.action_repeat:
-            problems.append(f"time_limit is {self.time_limit} env frames, less than one agent step "
-                            f"(action_repeat {self.action_repeat})")
-        for name in ("prefill_frames", "free_nats", "kl_scale", "continue_scale", "actor_entropy", "expl_noise"):
+            problems["time_limit"] = (f"time_limit is {self.time_limit} env frames, less than one agent step "
+                                      f"(action_repeat {self.action_repeat})")
+        for name in ("free_nats", "kl_scale", "continue_scale", "actor_entropy", "expl_noise", "seed"):
             if getattr(self, name) < 0:
-                problems.append(f"{name} is {getattr(self, name)}; it must be 0 or more")
+                problems[name] = f"{name} is {getattr(self, name)}; it must be 0 or more"
         for name in ("model_lr", "actor_lr", "critic_lr", "adam_eps", "grad_clip", "min_std", "actor_min_std",
                      "actor_init_std", "actor_mean_scale", "reward_scale"):
             if not getattr(self, name) > 0:
-                problems.append(f"{name} is {getattr(self, name)}; it must be positive")
+                problems[name] = f"{name} is {getattr(self, name)}; it must be positive"
         for name in ("gamma", "lambda_"):
             if not 0 <= getattr(self, name) <= 1:
-                problems.append(f"{name} is {getattr(self, name)}; it must lie in [0, 1]")
-        if problems:
-            raise ValueError("Invalid settings: " + "; ".join(problems) + ". Change them with their flags "
-                             "(dreamer-train --help lists each with its meaning).")
+                problems[name] = f"{name} is {getattr(self, name)}; it must lie in [0, 1]"
+        for name, (limit, why) in LIMITS.items():
+            if getattr(self, name) > limit:
+                problems[name] = (f"{name} is {getattr(self, name):,}, above its limit of {limit:,}: {why} "
+                                  "(config.LIMITS is there to catch typos; raise it if you mean it)")
+        frames = self.batch_size * self.seq_len
+        if frames > FRAMES_PER_UPDATE:
+            typo = "seq_len" if self.seq_len > self.batch_size else "batch_size"  # the larger factor, likelier
+            problems[typo] = (f"batch_size x seq_len is {frames:,} frames per update, above the limit of "
+                              f"{FRAMES_PER_UPDATE:,} (paper: 2,500): their pixels alone would take "
+                              f"{frames * 64 * 64 * 3 / 1e9:,.0f} GB (config.FRAMES_PER_UPDATE is there to catch "
+                              "typos; raise it if you mean it)")
+        return problems
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "Config":
-        data = json.loads(text)
-        for retired in RETIRED:  # written by older versions, never read: ignore them
-            data.pop(retired, None)
+    def from_json(cls, text: str, source: str | pathlib.Path = "config.json") -> "Config":
+        """The Config a run folder's config.json holds. Every setting must be there (a missing one
+        would silently become the paper's default); names older versions wrote are translated.
+        source: the file's path, named in the messages."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{source} is not valid JSON ({error}). It should hold the settings dreamer-train "
+                             "wrote there: restore it, or train a new run with another --logdir.") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{source} holds a JSON {type(data).__name__}, not an object of settings "
+                             '({"env": ..., "seed": ...}). Restore the file dreamer-train wrote, or train a new run '
+                             "with another --logdir.")
+        for old, new in FORMER_NAMES.items():
+            if old in data:
+                value = data.pop(old)
+                if new:
+                    data[new] = value
+        for name, value in ADDED.items():
+            data.setdefault(name, value)
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown, missing = sorted(set(data) - known), sorted(known - set(data))
         if unknown:
             raise ValueError(
-                f"config.json has settings this version of dreamer_lib does not know: {unknown}. "
+                f"{source} has settings this version of dreamer_lib does not know: {unknown}. "
                 "It was written by another version; train a new run or install that version."
             )
-        return cls(**data)
+        if missing:
+            raise ValueError(f"{source} lacks the settings {missing}: a run resumes only with all of its own "
+                             "settings. Add them to the file (dreamer-train --help describes each), or train a new "
+                             "run with another --logdir.")
+        config = cls(**data)
+        config.validate(source=source)
+        return config
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
 
 
-# Settings older versions wrote to config.json that no longer exist (they were never read).
-RETIRED = ("image_size", "checkpoint_every")
+def flag(name: str) -> str:
+    """The dreamer-train flag of a setting: tyro writes - for _, except a trailing one (--lambda_)."""
+    return "--" + name[:-1].replace("_", "-") + name[-1]
+
+
+def _fits(value, expected) -> bool:
+    """Whether value has the type of a field annotated `expected` (int, float, bool, str, Literal
+    or X | None), strictly: JSON and Python turn 1e6 into a float and True into an int."""
+    if typing.get_origin(expected) is Literal:
+        return value in typing.get_args(expected)
+    if isinstance(expected, types.UnionType):
+        return any(_fits(value, option) for option in typing.get_args(expected))
+    if isinstance(value, bool):  # bool is a subclass of int, but True is no batch size
+        return expected is bool
+    return isinstance(value, (int, float) if expected is float else expected)
+
+
+def _type_name(expected) -> str:
+    if typing.get_origin(expected) is Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(expected)))
+    if isinstance(expected, types.UnionType):
+        return " or ".join(map(_type_name, typing.get_args(expected)))
+    return "None" if expected is types.NoneType else expected.__name__
+
+
+# Names older versions wrote to config.json, so that run folders from earlier lessons keep loading:
+# renamed settings map to their new name, retired ones (never read) to None, which drops them.
+FORMER_NAMES = {"steps": "total_frames", "train_steps": "train_updates", "use_continue": "predict_continue",
+                "image_size": None, "checkpoint_every": None}
+# Settings added since the first version, with the value the runs that lack them trained with.
+ADDED = {"actor_entropy": 0.0}
+
+# Upper bounds on sizes, 16x the paper's values or more, that refuse a typo (an extra zero, 10**9)
+# before it tries to allocate terabytes; an experiment that needs more can raise them here.
+_WIDE = "a dense layer between two this wide holds width² weights, 1 GiB in fp32 at 16,384"
+LIMITS = {
+    "cnn_depth": (512, "the decoder's first layer holds 3,200 x cnn_depth² weights, 3.1 GiB in fp32 at 512"),
+    "deter_size": (16384, _WIDE), "stoch_size": (16384, _WIDE), "hidden_size": (16384, _WIDE),
+    "dense_units": (16384, _WIDE),
+    "horizon": (1000, "imagination keeps batch_size x seq_len x horizon model states for the gradient "
+                      "(paper: 50 x 50 x 15)"),
+}
+FRAMES_PER_UPDATE = 1_000_000  # limit of batch_size x seq_len: 12 GB of uint8 pixels per update
 
 # Architecture settings: a checkpoint only loads into a model built with the same values.
 ARCHITECTURE = ("cnn_depth", "deter_size", "stoch_size", "hidden_size", "dense_units", "predict_continue")

@@ -161,6 +161,9 @@ def make_env(name: str = "pendulum", action_repeat: int = 2, time_limit: int | N
         limit = time_limit or 1000
     else:
         gym_id = "Pendulum-v1" if name == "pendulum" else name
+        no_pixels = (f"{name} has no render_mode='rgb_array' renderer, but Dreamer needs one: the rendered "
+                     "pixels are its observations. Choose an env that renders rgb_array frames. "
+                     f"Supported: {SUPPORTED}.")
         try:
             inner = gym.make(gym_id, render_mode="rgb_array")
         except gym.error.Error as error:
@@ -168,6 +171,13 @@ def make_env(name: str = "pendulum", action_repeat: int = 2, time_limit: int | N
         except ImportError as error:
             raise ValueError(f"{name} needs a package that is not installed ({error}). "
                              "For CarRacing: pip install -e \".[box2d]\".") from None
+        except TypeError as error:  # a constructor without a render_mode argument: it cannot render
+            if "render_mode" not in str(error):
+                raise
+            raise ValueError(no_pixels) from None
+        if "rgb_array" not in inner.metadata.get("render_modes", ()):
+            inner.close()
+            raise ValueError(no_pixels)
         if not isinstance(inner.action_space, gym.spaces.Box):
             raise ValueError(
                 f"{name} has {inner.action_space} actions, but this DreamerV1 has a tanh-Gaussian "

@@ -3,10 +3,10 @@
 Kept apart from the math (agent.py) so a reader of the update sees only the algorithm. With
 config.fast on (the default):
   - autocast to bf16 on a CUDA GPU that has it (distributions and losses stay fp32); on the CPU
-    only when asked (`--precision bf16`): even with AVX512-BF16 units it measured 1.4-1.5x slower
-    than fp32 for the cpu preset's update (README, speed);
-  - channels-last convolutions on CUDA and with bf16 (in fp32 on the CPU they measured no faster,
-    and slower on AVX2 CPUs and at some conv depths, so fp32 CPU updates stay plain);
+    only when asked (`--precision bf16`): even with AVX512-BF16 units it was slower than fp32 for
+    the cpu preset's update (docs/results.md, speed);
+  - channels-last convolutions on CUDA and with bf16 (in fp32 on the CPU they were no faster, and
+    slower on AVX2 CPUs and at some conv depths, so fp32 CPU updates stay plain);
   - fused Adam on CUDA;
   - torch.compile of the update on CUDA (on the CPU it bought 1.08x for minutes of compiling).
 tests/test_fast_path.py checks the fast path against the plain eager fp32 one.
@@ -38,9 +38,7 @@ def resolve_precision(config: Config, device: torch.device) -> torch.dtype:
         return torch.bfloat16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    # The CPU: fp32. On a 2-core AVX512-BF16 Xeon (2026-11-29, fp32 vs bf16 autocast, 2 threads) the
-    # cpu preset's update took 334 vs 500 ms, and depth 16 with 32-step windows 592 vs 840 ms.
-    return torch.float32
+    return torch.float32  # the CPU: bf16 autocast was slower there even with bf16 units (docs/results.md)
 
 
 def autocast(device: torch.device, dtype: torch.dtype):
@@ -51,8 +49,7 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 
 def use_channels_last(config: Config, device: torch.device, precision: torch.dtype) -> bool:
-    # Measured (README, speed): with bf16 on an AVX512-BF16 CPU 1.29x with autocast; in fp32 0.94-0.98x
-    # on an AVX2 CPU, and on the AVX512 CPU 0.5-1.1x depending on the conv depth (2026-11-29).
+    # Faster with bf16 on a CPU with bf16 units; in fp32 on the CPU no faster or slower (docs/results.md).
     return config.fast and (device.type == "cuda" or precision == torch.bfloat16)
 
 

@@ -96,18 +96,20 @@ class RSSM(nn.Module):
     def rollout_imagination(self, start: RSSMState, actor: nn.Module, horizon: int):
         """Imagine `horizon` steps ahead of each start state with actions from the policy.
 
-        start: (N, ...) states -> (states, actions): the imagined prior states (horizon, N, ...),
-        not including the start (as the official code), and the actions (horizon, N, A), where
-        actions[t] is the one taken in the state before states[t]. The actor's input is detached,
-        so the actor is trained only through the dynamics' gradient of the return (section 3),
-        not by moving its own input."""
-        state, states, actions = start, [], []
+        start: (N, ...) states -> (states, actions, policies): the imagined prior states
+        (horizon, N, ...), not including the start (as the official code), the actions
+        (horizon, N, A), and the list of the policy's distributions they were drawn from, where
+        actions[t] ~ policies[t] is the one taken in the state before states[t]. The actor's input
+        is detached, so the actor is trained only through the dynamics' gradient of the return
+        (section 3), not by moving its own input."""
+        state, states, actions, policies = start, [], [], []
         for _ in range(horizon):
-            action = actor(state.features.detach()).rsample()  # (N, A)
+            policies.append(actor(state.features.detach()))
+            action = policies[-1].rsample()  # (N, A)
             state = self.prior(state, action)
             states.append(state)
             actions.append(action)
-        return stack_states(states), torch.stack(actions)
+        return stack_states(states), torch.stack(actions), policies
 
     def rollout_prior(self, actions: torch.Tensor, state: RSSMState) -> RSSMState:
         """Open-loop prediction with given actions (T, B, action): the prior alone, no observations."""

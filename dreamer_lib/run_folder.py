@@ -1,9 +1,22 @@
-"""The run folder's files, apart from the training loop: CSV logs that a resume rewrites
-exactly, TensorBoard events, the one-writer lock, and a folder that is checked before use."""
+"""The run folder, apart from the training loop: a folder checked before use, the one-writer
+lock, the saved config and what a resume changes, checkpoints that catch a damaged file, CSV
+logs that a resume rewrites exactly, TensorBoard events, and the messages of the faults that
+end a run.
+
+A run folder holds: config.json, episodes/ (every training episode, written as it finishes),
+checkpoint.pt, metrics.csv (one row per training phase), eval.csv (one row per evaluation),
+TensorBoard events (when the tensorboard package is installed), eval.gif, openl.gif and
+openl.png (open-loop prediction), learning_curve.png, changes.txt (settings changed on resume),
+and components.py (a learner's own parts, when the run was trained with them).
+"""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
+import errno
+import hashlib
+import io
 import json
 import os
 import pathlib
@@ -12,16 +25,100 @@ import socket
 import tempfile
 
 import numpy as np
+import torch
 from filelock import FileLock, Timeout
+
+from dreamer_lib.config import ARCHITECTURE, Config
+
+# Settings a resumed run cannot change: the weights, episodes and random streams depend on them.
+FIXED_ON_RESUME = ARCHITECTURE + ("env", "action_repeat", "time_limit", "seed", "preset")
+CHECKSUM = b"\ndreamer-sha256:"  # a checkpoint file ends with this and the sha256 of what comes before
+
+
+class TrainingStopped(Exception):
+    """A fault that ends the run: non-finite values, a full disk. The message says what and when."""
+
+
+def write_checkpoint(path: pathlib.Path, state: dict) -> None:
+    """Serialised in memory (torch.save reports a full disk as a RuntimeError), followed by its
+    checksum, written to a temporary file and renamed: a kill mid-write keeps the previous one."""
+    data = io.BytesIO()
+    torch.save(state, data)
+    payload = data.getvalue()
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        with temporary.open("wb") as f:
+            f.write(payload + CHECKSUM + hashlib.sha256(payload).hexdigest().encode())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def read_checkpoint(path: pathlib.Path, map_location="cpu") -> dict:
+    """A checkpoint written by write_checkpoint, its checksum verified (files from before checksums
+    were added load unverified)."""
+    advice = ("The episodes in its run folder are intact: move the checkpoint away and train a new run from "
+              "another folder (dreamer-train --logdir NEW), or restore the file from a backup.")
+    try:
+        payload = path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"Could not read the checkpoint {path} ({error.strerror or error}).") from None
+    payload, found, digest = payload.rpartition(CHECKSUM)
+    if not found:
+        payload = digest
+    elif hashlib.sha256(payload).hexdigest().encode() != digest:
+        raise ValueError(f"The checkpoint {path} is damaged: its contents no longer match the checksum written "
+                         f"with it (a disk or copy error changed the file). {advice}")
+    try:
+        return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
+    except Exception as error:
+        raise ValueError(f"Could not read the checkpoint {path} ({type(error).__name__}: {error}). The file is "
+                         f"damaged or not a dreamer_lib checkpoint. {advice}") from None
+
+
+def config_changes(logdir: pathlib.Path, config: Config) -> str:
+    """What `config` changes in the run saved in `logdir` ('' for a new run or no change). A run
+    keeps its architecture, env and seed; refuses a change to those, naming each."""
+    path = logdir / "config.json"
+    if not path.exists():
+        return ""
+    saved = Config.from_json(path.read_text(), source=path)
+    changed = {f.name: (getattr(saved, f.name), getattr(config, f.name)) for f in dataclasses.fields(Config)
+               if getattr(saved, f.name) != getattr(config, f.name)}
+    fixed = sorted(set(changed) & set(FIXED_ON_RESUME))
+    if fixed:
+        details = ", ".join(f"{k} {changed[k][0]} -> {changed[k][1]}" for k in fixed)
+        raise ValueError(f"{logdir} holds a run whose {', '.join(fixed)} cannot change ({details}): its "
+                         "checkpoint, episodes and random streams depend on them. Resume it without those "
+                         "flags (dreamer-train --resume RUN), or start a new run with another --logdir.")
+    return ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items())
+
+
+def log_changes(logdir: pathlib.Path, note: str) -> None:
+    print(f"Settings changed on resume (applied, and logged in changes.txt): {note}")
+    with (logdir / "changes.txt").open("a") as f:
+        f.write(f"{datetime.datetime.now().isoformat(timespec='seconds')}: {note}\n")
+
+
+def write_fault(logdir: pathlib.Path, error: OSError) -> TrainingStopped:
+    """The message for a failed read or write in the run folder, naming the file and the way back."""
+    where = f"{error.strerror or error}{': ' + str(error.filename) if error.filename else ''}"
+    resume = f"then resume with dreamer-train --resume {logdir}; the checkpoint and episodes written before are intact."
+    if error.errno == errno.ENOSPC:
+        return TrainingStopped(f"The disk is full ({where}). Free some space, {resume}")
+    if error.errno == errno.ENOENT:
+        return TrainingStopped(f"A file or folder of the run vanished while training ({where}): was {logdir} or "
+                               "its episodes/ moved or deleted? Put it back and resume, or start a new run.")
+    return TrainingStopped(f"Could not write to {logdir} ({where}). Make the folder writable, {resume}")
 
 
 class CSVLog:
     """The rows of one CSV file, kept in memory too, so a checkpoint can hold them and a resume
     can rewrite the file exactly: every row once, whatever the kills."""
 
-    def __init__(self, path: pathlib.Path):
+    def __init__(self, path: pathlib.Path, rows: list[dict] = ()):
         self.path = path
-        self.rows = self.read()
+        self.rows = [dict(r) for r in rows]
 
     def write(self, row: dict) -> None:
         new = not self.path.exists()
@@ -33,6 +130,7 @@ class CSVLog:
         self.rows.append({k: str(v) for k, v in row.items()})
 
     def read(self) -> list[dict]:
+        """The rows in the file (the run's own record is the checkpoint's: see reset)."""
         if not self.path.exists():
             return []
         with self.path.open() as f:

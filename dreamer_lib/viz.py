@@ -1,4 +1,4 @@
-"""The pictures a run folder holds (train.py and evaluate.py write them): film strips, the
+"""The pictures a run folder holds (train.py and dreamer-eval write them): film strips, the
 official code's open-loop summary, the learning curve, GIFs. Every function returns a numpy
 array (uint8, H x W x 3) or a matplotlib Figure, so it can be tested without a screen.
 

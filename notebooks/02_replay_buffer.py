@@ -134,7 +134,7 @@ print("actions around the cut:", np.concatenate([first["action"][-2:, 0], second
 # %%
 def sample_windows(episodes, batch_size, seq_len, rng):
     """batch_size windows of seq_len consecutive rows, each from one episode: a dict with the keys
-    image (T, B, 64, 64, 3), action (T, B, A), reward (T, B), discount (T, B)."""
+    image (T, B, 64, 64, 3), action (T, B, A), reward (T, B), not_terminal (T, B)."""
     # BEGIN SOLUTION 2.1: uniform episode among those >= seq_len rows, then uniform start; stack time-major
     candidates = [e for e in episodes if len(e["image"]) >= seq_len]
     if not candidates:

@@ -165,10 +165,10 @@ print("posterior states:", tuple(posterior.stoch.shape), "(T, B, stoch)")
 # %%
 def world_model_step(agent, batch):
     """One world-model update on a sampled numpy batch; returns the metrics (detached tensors)."""
-    images, actions, rewards, discounts = agent.to_batch(batch)
+    images, actions, rewards, not_terminal = agent.to_batch(batch)
     # BEGIN SOLUTION 4.1: loss under agent.autocast(); zero_grad, backward, clip to agent.config.grad_clip (keep the norm as metrics['model_grad_norm']), step agent.optimizers['model']
     with agent.autocast():
-        loss, _, metrics = agent.world_model_loss(images, actions, rewards, discounts)
+        loss, _, metrics = agent.world_model_loss(images, actions, rewards, not_terminal)
     optimizer = agent.optimizers["model"]
     optimizer.zero_grad()
     loss.backward()

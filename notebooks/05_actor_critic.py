@@ -421,7 +421,7 @@ torch.manual_seed(1)
 rssm = RSSM(action_size=1, embed_size=1024)  # paper sizes: stoch 30, deter 200
 start = rssm.get_initial_state(4)
 torch.manual_seed(2)
-library_states, library_actions = rssm.rollout_imagination(start, actor, horizon=15)
+library_states, library_actions, _ = rssm.rollout_imagination(start, actor, horizon=15)
 torch.manual_seed(2)
 state, states, actions = start, [], []
 for _ in range(15):
@@ -437,13 +437,13 @@ print("actions (H, N, A):", tuple(library_actions.shape),
 # %% [markdown]
 # ## 6. Which parameters does each loss train?
 #
-# Put the pieces together on a small agent, as steps 2-4 of `DreamerV1.update` do: start states
+# Put the pieces together on a small agent, as `DreamerV1.behaviour_losses` does: start states
 # (detached posteriors; here random states), imagine, predict rewards and values, returns for
 # steps $0..H-2$ bootstrapped with the last value (as the official code), then both losses.
 # The actor loss's gradient reaches the actor *and* every world-model part on its path (GRU,
 # prior, reward head, critic). If an optimiser followed all of it, the world model would learn
 # to *predict* high rewards instead of the actor learning to *earn* them. So Dreamer asks
-# autograd only for the actor's parameters (step 5 of `DreamerV1.update` calls
+# autograd only for the actor's parameters (`DreamerV1.update` calls
 # `torch.autograd.grad(loss, params)` once per group) and keeps one optimiser per group: the world
 # model learns only from its own loss, the critic only from equation 8.
 

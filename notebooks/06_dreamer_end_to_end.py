@@ -49,7 +49,7 @@ if "google.colab" in sys.modules:
 # %%
 from dreamer_lib.course.scale import setup
 
-# Seed 3: the README's benchmark trains seeds 0-2 of the same preset, so this run is a fourth.
+# Seed 3: the benchmark in docs/results.md trains seeds 0-2 of the same preset, so this run is a fourth.
 scale = setup("Lesson 6: Dreamer end to end", seed=3)
 
 # %% [markdown]
@@ -318,7 +318,7 @@ display(Image(filename=RUN / "openl.png"))
 # actor's mode):
 
 # %%
-from dreamer_lib.evaluate import main as dreamer_eval
+from dreamer_lib.cli import evaluate as dreamer_eval
 
 exit_code = dreamer_eval([str(RUN), "--episodes", "2"])
 

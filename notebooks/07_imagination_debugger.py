@@ -223,28 +223,24 @@ drive_the_dream(agent, env, seed=0)
 # | KL reversed | `kl_loss(prior, posterior)` | the mass-covering direction: its gradient pulls the posterior as wide as the prior |
 # | learning rate x10 | `model_lr=6e-3` | Adam's steps are ten times larger and can overshoot |
 #
-# The KL direction is not a setting, so we monkeypatch the function the agent calls. Note the
-# name to patch: `agent.py` does `from dreamer_lib.rssm import kl_loss`, so the agent looks up
-# `dreamer_lib.agent.kl_loss`; patching `dreamer_lib.rssm.kl_loss` would change nothing.
+# The KL direction is not a setting, so that experiment gives the agent a KL loss of its own,
+# `Parts(kl_loss=reversed_kl)`: the agent's swappable pieces are passed in, the same way
+# `dreamer-train --components` hands it your functions from the lessons.
 
 # %%
-import contextlib
-from unittest import mock
-
-import dreamer_lib.agent
-from dreamer_lib.agent import DreamerV1
+from dreamer_lib.agent import DreamerV1, Parts
 from dreamer_lib.rssm import kl_loss
 
 UPDATES = scale.pick(gpu=1000, cpu=150, ci=2)
 
 
-def continue_world_model(changes: dict, kl=None, updates: int = UPDATES, seed: int = 0):
+def continue_world_model(changes: dict, parts: Parts = Parts(), updates: int = UPDATES, seed: int = 0):
     """This run's agent, trained `updates` more world-model updates with `changes` to its config
-    (and `kl` in place of kl_loss if given), on batches drawn with `seed`. Returns the agent and a
-    list of per-update metrics."""
+    (and its `parts`), on batches drawn with `seed`. Returns the agent and a list of per-update
+    metrics."""
     config = agent.config.replace(batch_size=scale.pick(gpu=50, cpu=8, ci=3),
                                   seq_len=scale.pick(gpu=50, cpu=16, ci=8), **changes)
-    model = DreamerV1(config, agent.action_size, device=agent.device)
+    model = DreamerV1(config, agent.action_size, device=agent.device, parts=parts)
     model.load_checkpoint(checkpoint["agent"])  # each experiment starts from the checkpoint's weights and Adam state
     for group in model.optimizers["model"].param_groups:
         group["lr"] = config.model_lr  # the checkpoint's optimiser state carries the old rate
@@ -252,12 +248,10 @@ def continue_world_model(changes: dict, kl=None, updates: int = UPDATES, seed: i
     for e in episodes:
         replay.add_episode(e, save=False)
     history = []
-    patch = mock.patch.object(dreamer_lib.agent, "kl_loss", kl) if kl else contextlib.nullcontext()
     torch.manual_seed(seed)
-    with patch:
-        for _ in range(updates):
-            metrics = model.update_world_model(replay.sample(config.batch_size, config.seq_len))
-            history.append({k: float(v) for k, v in metrics.items()})
+    for _ in range(updates):
+        metrics = model.update_world_model(replay.sample(config.batch_size, config.seq_len))
+        history.append({k: float(v) for k, v in metrics.items()})
     return model.eval(), history
 
 
@@ -265,12 +259,12 @@ def reversed_kl(posterior, prior, free_nats=3.0):
     return kl_loss(prior, posterior, free_nats)  # the bug: KL(prior || posterior)
 
 
-experiments = {"control": ({}, None), "free_nats=0": ({"free_nats": 0.0}, None),
-               "free_nats=100": ({"free_nats": 100.0}, None), "KL reversed": ({}, reversed_kl),
-               "model_lr=6e-3": ({"model_lr": 6e-3}, None)}
+experiments = {"control": ({}, Parts()), "free_nats=0": ({"free_nats": 0.0}, Parts()),
+               "free_nats=100": ({"free_nats": 100.0}, Parts()), "KL reversed": ({}, Parts(kl_loss=reversed_kl)),
+               "model_lr=6e-3": ({"model_lr": 6e-3}, Parts())}
 results = {}
-for name, (changes, kl) in experiments.items():
-    model, history = continue_world_model(changes, kl)
+for name, (changes, parts) in experiments.items():
+    model, history = continue_world_model(changes, parts)
     results[name] = (pictures.debug_episode(model, episode, start=start), history)
 
 
@@ -456,7 +450,7 @@ starts = posterior.reshape(-1)  # real starting states, as in training
 
 def actor_gradient_norm(horizon: int, path: str) -> float:
     torch.manual_seed(0)  # the same imagined actions for both paths
-    imagined, _ = agent.rssm.rollout_imagination(starts, agent.actor, horizon)
+    imagined, _, _ = agent.rssm.rollout_imagination(starts, agent.actor, horizon)
     features = imagined.features
     reward, value = agent.reward(features), agent.critic(features)
     reward, value = (reward, value.detach()) if path == "rewards" else (reward.detach(), value)

@@ -43,3 +43,26 @@ def square_episode(length: int, rng: np.random.Generator, size: int = 64, square
 @pytest.fixture
 def make_square_episode():
     return square_episode
+
+
+def _rejects(check, wrong, *phrases: str, absent=()) -> str:
+    from dreamer_lib.course.checks import CheckFailed
+
+    with pytest.raises(CheckFailed) as failure:
+        check(wrong)
+    message = str(failure.value)
+    for phrase in phrases:
+        assert phrase in message, f"{phrase!r} not in the message:\n{message}"
+    for phrase in absent:
+        assert phrase not in message, f"{phrase!r} in the message:\n{message}"
+    assert "max error" not in message, f"the message does not name the mistake:\n{message}"
+    return message
+
+
+@pytest.fixture
+def rejects():
+    """rejects(check, wrong, *phrases, absent=()): `check(wrong)` must raise CheckFailed with a
+    message that contains every phrase (literally) and none of `absent`, and names the mistake
+    rather than only the generic "max error at index ..."; returns the message. For the tests of
+    the course's checks: each gives a learner's mistake, written as a learner would."""
+    return _rejects

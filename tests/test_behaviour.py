@@ -345,7 +345,7 @@ def test_rollout_imagination_detaches_the_actor_input_and_omits_the_start():
     start = RSSMState(*(x.requires_grad_() for x in random_state()))
     recorder = RecordingActor(actor)
     torch.manual_seed(4)
-    imagined, actions = rssm.rollout_imagination(start, recorder, 5)
+    imagined, actions, _ = rssm.rollout_imagination(start, recorder, 5)
     assert imagined.mean.shape == (5, 4, 3)  # horizon steps, the start not among them
     assert len(recorder.inputs) == 5
     assert torch.equal(recorder.inputs[0], start.features.detach())  # the first action is taken at the start
@@ -605,11 +605,11 @@ def test_update_behaviour_losses_and_gradients_by_hand(batch, predict_continue):
     if predict_continue:
         posterior = RSSMState(*(x[:-1] for x in posterior))
     start = RSSMState(*(x.detach().reshape(-1, x.shape[-1]) for x in posterior))
-    imagined, _ = twin.rssm.rollout_imagination(start, twin.actor, twin.config.horizon)
+    imagined, _, _ = twin.rssm.rollout_imagination(start, twin.actor, twin.config.horizon)
     features = imagined.features
     assert features.shape[:2] == (twin.config.horizon, start.deter.shape[0])
     reward, value = twin.reward(features), twin.critic(features)
-    discount = torch.sigmoid(twin.pcont(features)) if predict_continue else torch.full_like(reward, 0.8)
+    discount = torch.sigmoid(twin.continue_predictor(features)) if predict_continue else torch.full_like(reward, 0.8)
     returns = returns_torch(reward[:-1], value[:-1], discount[:-1], value[-1], 0.6)
     np.testing.assert_allclose(np64(returns), returns_by_hand(np64(reward[:-1]), np64(value[:-1]),
                                                               np64(discount[:-1]), np64(value[-1]), 0.6), rtol=1e-5)

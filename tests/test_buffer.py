@@ -11,14 +11,14 @@ SEQ_LEN = 8
 
 def tagged_episode(episode_id: int, rows: int, action_size: int = 2) -> dict[str, np.ndarray]:
     """An episode whose every row says where it came from: reward = id * 1000 + step, the first
-    pixel holds (id, step, 7), the action (id, step)."""
+    pixel holds (id, step, 7), the action (id, step) / 1000 (a valid action lies in [-1, 1])."""
     steps = np.arange(rows)
     image = np.zeros((rows, 64, 64, 3), np.uint8)
     image[:, 0, 0, 0] = episode_id
     image[:, 0, 0, 1] = steps
     image[:, 0, 0, 2] = 7
     action = np.zeros((rows, action_size), np.float32)
-    action[:, 0], action[:, 1] = episode_id, steps
+    action[:, 0], action[:, 1] = episode_id / 1000, steps / 1000
     not_terminal = np.ones(rows, np.float32)
     not_terminal[-1] = 0.0
     return {"image": image, "action": action, "reward": (episode_id * 1000 + steps).astype(np.float32),
@@ -51,8 +51,8 @@ def check_windows(batch: dict, lengths: dict[int, int], seq_len: int, batch_size
         # every array of the row comes from the same step
         assert np.all(batch["image"][:, b, 0, 0, 0] == episode_id)
         assert np.array_equal(batch["image"][:, b, 0, 0, 1], steps)
-        assert np.all(batch["action"][:, b, 0] == episode_id)
-        assert np.array_equal(batch["action"][:, b, 1], steps)
+        assert np.all(np.round(batch["action"][:, b, 0] * 1000) == episode_id)
+        assert np.array_equal(np.round(batch["action"][:, b, 1] * 1000), steps)
         # only the last row of an episode is terminal
         assert np.array_equal(batch["not_terminal"][:, b] == 0, steps == lengths[episode_id] - 1)
     return seen

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from dreamer_lib.buffer import KEYS, ReplayBuffer
-from dreamer_lib.course.checks import CheckFailed
 from dreamer_lib.course.checks.buffer import check_sample_windows, make_episode
 
 
@@ -85,24 +84,47 @@ def interleaved_draws(episodes, batch_size, seq_len, rng):
     return {k: np.stack([e[k][s:s + seq_len] for e, s in chosen], axis=1) for k in KEYS}
 
 
+def _windows(episodes, batch_size, seq_len, rng, start_bound=lambda rows, seq_len: rows - seq_len + 1):
+    candidates = [e for e in episodes if len(e["image"]) >= seq_len]
+    chosen = []
+    for index in rng.integers(len(candidates), size=batch_size):
+        episode = candidates[index]
+        chosen.append((episode, rng.integers(start_bound(len(episode["image"]), seq_len))))
+    return {k: np.stack([e[k][s:s + seq_len] for e, s in chosen], axis=1) for k in KEYS}
+
+
+def no_value_error(episodes, batch_size, seq_len, rng):
+    if not any(len(e["image"]) >= seq_len for e in episodes):
+        return {k: np.zeros((seq_len, 0)) for k in KEYS}  # an empty batch instead of an error
+    return _windows(episodes, batch_size, seq_len, rng)
+
+
+def starts_too_late(episodes, batch_size, seq_len, rng):
+    return _windows(episodes, batch_size, seq_len, rng, start_bound=lambda rows, seq_len: rows - seq_len + 2)
+
+
 def test_reference_passes(capsys):
     check_sample_windows(reference)
-    assert "2.1 passed" in capsys.readouterr().out
+    assert "Exercise 2.1 passed" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("fn,message", [
-    (batch_major, r"batch-major \(B, T, \.\.\.\).*time-major"),
-    (never_last_start, r"start 4 never appeared.*upper bound is exclusive"),
-    (off_by_one_crashes, r"exactly seq_len rows.*raised ValueError.*rng\.integers\(len - seq_len \+ 1\)"),
-    (no_length_filter, r"shorter than seq_len.*raised ValueError.*must be skipped"),
-    (concatenated, r"mixes episodes.*crosses an episode end"),
-    (strict_length, r"exactly seq_len=8 rows.*not >"),
-    (length_weighted, r"in proportion to their length"),
-    (interleaved_draws, r"not the draws of ReplayBuffer\.sample"),
-])
-def test_mistakes_are_caught(fn, message):
-    with pytest.raises(CheckFailed, match=message):
-        check_sample_windows(fn)
+MISTAKES = {  # the mistake -> what the check's message must say
+    batch_major: ["batch-major (B, T, ...)", "time-major"],
+    never_last_start: ["start 4 never appeared", "upper bound is exclusive"],
+    off_by_one_crashes: ["exactly seq_len rows", "raised ValueError", "rng.integers(len - seq_len + 1)"],
+    no_length_filter: ["shorter than seq_len", "raised ValueError", "must be skipped"],
+    concatenated: ["mixes episodes", "crosses an episode end"],
+    strict_length: ["exactly seq_len=8 rows", "not >"],
+    length_weighted: ["in proportion to their length"],
+    interleaved_draws: ["not the draws of ReplayBuffer.sample"],
+    no_value_error: ["raise a ValueError"],
+    starts_too_late: ["raised ValueError", "cut short by the episode's end"],
+}
+
+
+@pytest.mark.parametrize("wrong", MISTAKES)
+def test_mistakes_are_caught(wrong, rejects):
+    rejects(check_sample_windows, wrong, "Exercise 2.1", *MISTAKES[wrong])
 
 
 def test_synthetic_episodes_are_valid_buffer_episodes():

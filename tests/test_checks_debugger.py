@@ -215,7 +215,7 @@ def test_the_lessons_continuations_all_start_from_the_checkpoint(lesson):
     # the mystery is compared with a control run after it: every continuation must start from the
     # checkpoint's weights AND optimiser state, whatever ran before (Adam updates its state in place)
     with torch.random.fork_rng(devices=[]):
-        first = lesson["continue_world_model"]({}, None, seed=1)[1]
-        lesson["continue_world_model"]({"model_lr": 6e-3}, None, seed=1)
-        again = lesson["continue_world_model"]({}, None, seed=1)[1]
+        first = lesson["continue_world_model"]({}, seed=1)[1]
+        lesson["continue_world_model"]({"model_lr": 6e-3}, seed=1)
+        again = lesson["continue_world_model"]({}, seed=1)[1]
     assert first == again

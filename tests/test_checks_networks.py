@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from dreamer_lib import networks
-from dreamer_lib.course.checks import CheckFailed
 from dreamer_lib.course.checks.networks import check_conv_decoder, check_conv_encoder
 
 
 def test_reference_encoder_and_decoder_pass(capsys):
     check_conv_encoder(networks.ConvEncoder)
     check_conv_decoder(networks.ConvDecoder)
-    assert "1.1 passed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Exercise 1.1 passed" in out and "Exercise 1.2 passed" in out
+
+
+# ---------------------------------------------------------------- 1.1 encoder
 
 
 class EncoderKeepsFlatBatch(networks.ConvEncoder):
@@ -32,16 +36,64 @@ class EncoderChannelsLast(networks.ConvEncoder):
         return x.permute(0, 2, 3, 1).reshape(*batch_shape, self.embed_size)
 
 
-@pytest.mark.parametrize("cls,message", [
-    (EncoderKeepsFlatBatch, r"shape \(6, 1024\); expected \(2, 3, 1024\).*restore them"),
-    (EncoderNoFlatten, r"raised RuntimeError.*flatten the leading dims first"),
-    (EncoderChannelsLast, r"\(H, W, C\) order"),
-])
-def test_encoder_mistakes_are_named(cls, message):
-    with pytest.raises(CheckFailed, match=message):
-        check_conv_encoder(cls)
+def _encode(module, images, skip=(), after=lambda x: x):
+    batch_shape = images.shape[:-3]
+    x = images.reshape(-1, *images.shape[-3:])
+    for index, layer in enumerate(module.convs):
+        if index not in skip and not (isinstance(layer, nn.ReLU) and "all" in skip):
+            x = layer(x)
+    return after(x).reshape(*batch_shape, module.embed_size)
 
 
+class EncoderNoReLU(networks.ConvEncoder):  # only the Conv2d layers of self.convs
+    def forward(self, images):
+        return _encode(self, images, skip=("all",))
+
+
+class EncoderNoReLUChannelsLast(networks.ConvEncoder):  # two mistakes: the linearity still shows
+    def forward(self, images):
+        return _encode(self, images, skip=("all",), after=lambda x: x.permute(0, 2, 3, 1))
+
+
+class EncoderNoLastReLU(networks.ConvEncoder):
+    def forward(self, images):
+        return _encode(self, images, skip=(7,))
+
+
+class EncoderNoLastReLUChannelsLast(networks.ConvEncoder):  # two mistakes: the negatives still show
+    def forward(self, images):
+        return _encode(self, images, skip=(7,), after=lambda x: x.permute(0, 2, 3, 1))
+
+
+class EncoderNormalisesAgain(networks.ConvEncoder):
+    def forward(self, images):
+        return super().forward(images / 255 - 0.5)
+
+
+class EncoderNoReturn(networks.ConvEncoder):
+    def forward(self, images):
+        self.convs(images.reshape(-1, *images.shape[-3:]))
+
+
+ENCODER_MISTAKES = {  # the mistake -> what the check's message must say
+    EncoderKeepsFlatBatch: ["shape (6, 1024); expected (2, 3, 1024)", "restore them"],
+    EncoderNoFlatten: ["raised RuntimeError", "flatten the leading dims first"],
+    EncoderChannelsLast: ["(H, W, C) order"],
+    EncoderNoReLU: ["no ReLU at all", "linear"],
+    EncoderNoReLUChannelsLast: ["your encoder is linear (affine)", "ReLUs are missing"],
+    EncoderNoLastReLU: ["without the last ReLU"],
+    EncoderNoLastReLUChannelsLast: ["negative entries", "a ReLU is missing"],
+    EncoderNormalisesAgain: ["normalising the images again"],
+    EncoderNoReturn: ["should return a tensor; got NoneType"],
+}
+
+
+@pytest.mark.parametrize("wrong", ENCODER_MISTAKES)
+def test_encoder_mistakes_are_named(wrong, rejects):
+    rejects(check_conv_encoder, wrong, "Exercise 1.1", *ENCODER_MISTAKES[wrong])
+
+
+# ---------------------------------------------------------------- 1.2 decoder
 class DecoderNoBias(networks.ConvDecoder):
     def forward(self, features):
         batch_shape = features.shape[:-1]
@@ -73,15 +125,48 @@ class DecoderFlatBatch(networks.ConvDecoder):
         return self.deconvs(x)
 
 
-@pytest.mark.parametrize("cls,message", [
-    (DecoderNoBias, r"without self\.deconv1_bias"),
-    (DecoderNoRelu, r"without the ReLU after the first"),
-    (DecoderChannelsLastReshape, r"\(N, 5, 5, channels\)"),
-    (DecoderFlatBatch, r"shape \(6, 3, 64, 64\); expected \(2, 3, 3, 64, 64\)"),
-])
-def test_decoder_mistakes_are_named(cls, message):
-    with pytest.raises(CheckFailed, match=message):
-        check_conv_decoder(cls)
+def _decode(module, features, dense=lambda x: x, last=lambda x: x, bias=True):
+    batch_shape = features.shape[:-1]
+    x = module.deconv1(dense(module.dense(features.reshape(-1, features.shape[-1]))))
+    x = torch.relu(x.reshape(-1, 4 * module.depth, 5, 5) + (module.deconv1_bias if bias else 0))
+    return last(module.deconvs(x)).reshape(*batch_shape, 3, 64, 64)
+
+
+class DecoderSigmoid(networks.ConvDecoder):  # "pixels are in [0, 1]"
+    def forward(self, features):
+        return _decode(self, features, last=torch.sigmoid)
+
+
+class DecoderSigmoidNoBias(networks.ConvDecoder):  # two mistakes: the (0, 1) range still shows
+    def forward(self, features):
+        return _decode(self, features, last=torch.sigmoid, bias=False)
+
+
+class DecoderFinalReLU(networks.ConvDecoder):
+    def forward(self, features):
+        return _decode(self, features, last=torch.relu)
+
+
+class DecoderReLUAfterDense(networks.ConvDecoder):  # the lesson: "self.dense has no activation after it"
+    def forward(self, features):
+        return _decode(self, features, dense=torch.relu)
+
+
+DECODER_MISTAKES = {  # the mistake -> what the check's message must say
+    DecoderNoBias: ["without self.deconv1_bias"],
+    DecoderNoRelu: ["without the ReLU after the first"],
+    DecoderChannelsLastReshape: ["(N, 5, 5, channels)"],
+    DecoderFlatBatch: ["shape (6, 3, 64, 64); expected (2, 3, 3, 64, 64)"],
+    DecoderSigmoid: ["with a sigmoid after the last transposed conv", "unbounded"],
+    DecoderSigmoidNoBias: ["lies in (0, 1)", "as after a sigmoid", "unbounded"],
+    DecoderFinalReLU: ["with a ReLU after the last transposed conv"],
+    DecoderReLUAfterDense: ["with a ReLU after self.dense"],
+}
+
+
+@pytest.mark.parametrize("wrong", DECODER_MISTAKES)
+def test_decoder_mistakes_are_named(wrong, rejects):
+    rejects(check_conv_decoder, wrong, "Exercise 1.2", *DECODER_MISTAKES[wrong])
 
 
 def test_exercise_stubs_are_not_swallowed():

@@ -4,7 +4,6 @@ import torch
 import torch.nn.functional as F
 
 from dreamer_lib import rssm
-from dreamer_lib.course.checks import CheckFailed
 from dreamer_lib.course.checks.rssm import check_kl_divergence, check_kl_loss, check_rssm_step
 from dreamer_lib.rssm import RSSM, RSSMState
 
@@ -13,7 +12,8 @@ def test_reference_passes(capsys):
     check_kl_divergence(rssm.kl_divergence)
     check_kl_loss(rssm.kl_loss)
     check_rssm_step(RSSM)
-    assert capsys.readouterr().out.count("passed") == 3
+    out = capsys.readouterr().out
+    assert all(f"Exercise {exercise} passed" in out for exercise in ("3.1", "3.2", "3.3")), out
 
 
 # ---------------------------------------------------------------- 3.1 kl_divergence
@@ -40,20 +40,27 @@ def kl_unsquared_ratio(q, p):
     return 0.5 * (ratio + ((q.mean - p.mean) / p.std).pow(2) - 1 - ratio.log()).sum(-1)
 
 
-@pytest.mark.parametrize("wrong,message", [
-    (kl_wrong_direction, "other direction"),
-    (kl_not_summed, "SUM of the per-dimension KLs"),
-    (kl_averaged, "averaged instead of summed"),
-    (kl_std_as_variance, "std is treated as the variance"),
-    (kl_unsquared_ratio, "std ratio is not squared"),
-])
-def test_kl_divergence_rejects(wrong, message):
-    with pytest.raises(CheckFailed, match=message):
-        check_kl_divergence(wrong)
+def kl_with_missing_attribute(q, p):
+    return 0.5 * (q.var / p.var).sum(-1)  # RSSMState has std, not var
+
+
+KL_DIVERGENCE_MISTAKES = {  # the mistake -> what the check's message must say
+    kl_wrong_direction: ["other direction"],
+    kl_not_summed: ["SUM of the per-dimension KLs"],
+    kl_averaged: ["averaged instead of summed"],
+    kl_std_as_variance: ["std is treated as the variance"],
+    kl_unsquared_ratio: ["std ratio is not squared"],
+    kl_with_missing_attribute: ["raised AttributeError", "q.var / p.var"],  # the learner's line, quoted
+}
+
+
+@pytest.mark.parametrize("wrong", KL_DIVERGENCE_MISTAKES)
+def test_kl_divergence_rejects(wrong, rejects):
+    rejects(check_kl_divergence, wrong, "Exercise 3.1", *KL_DIVERGENCE_MISTAKES[wrong])
 
 
 # ---------------------------------------------------------------- 3.2 kl_loss
-def kl_loss_per_element(posterior, prior, free_nats=3.0):
+def kl_loss_per_element(posterior, prior, free_nats=3.0):  # mean(max(KL, free_nats)), element by element
     kl = rssm.kl_divergence(posterior, prior)
     return torch.clamp(kl, min=free_nats).mean(), kl.mean()
 
@@ -73,15 +80,47 @@ def kl_loss_summed(posterior, prior, free_nats=3.0):
     return torch.clamp(kl, min=free_nats), kl
 
 
-@pytest.mark.parametrize("wrong,message", [
-    (kl_loss_per_element, "clamped each element"),
-    (kl_loss_no_clamp, "clamp is missing"),
-    (kl_loss_logs_clamped, "the clamped loss"),
-    (kl_loss_summed, "SUM of the KLs"),
-])
-def test_kl_loss_rejects(wrong, message):
-    with pytest.raises(CheckFailed, match=message):
-        check_kl_loss(wrong)
+def kl_loss_reversed(posterior, prior, free_nats=3.0):  # lesson 7's bug, written by a learner
+    kl = rssm.kl_divergence(prior, posterior).mean()
+    return torch.clamp(kl, min=free_nats), kl
+
+
+def kl_loss_tf1(posterior, prior, free_nats=3.0):  # the per-element form lesson 3 shows for comparison
+    kl = rssm.kl_divergence(posterior, prior)
+    return torch.clamp(kl - free_nats, min=0).mean(), kl.mean()
+
+
+def kl_loss_fixed_free_nats(posterior, prior, free_nats=3.0):
+    kl = rssm.kl_divergence(posterior, prior).mean()
+    return torch.clamp(kl, min=3.0), kl
+
+
+def kl_loss_prior_detached(posterior, prior, free_nats=3.0):
+    kl = rssm.kl_divergence(posterior, prior.detach()).mean()
+    return torch.clamp(kl, min=free_nats), kl
+
+
+def kl_loss_sum_over_time(posterior, prior, free_nats=3.0):
+    kl = rssm.kl_divergence(posterior, prior)
+    return torch.clamp(kl.sum(0).mean(), min=free_nats), kl.mean()
+
+
+KL_LOSS_MISTAKES = {  # the mistake -> what the check's message must say
+    kl_loss_per_element: ["clamped each element", "mean(max(KL, free_nats))", "per-element TF1 form the lesson shows"],
+    kl_loss_no_clamp: ["clamp is missing"],
+    kl_loss_logs_clamped: ["the clamped loss"],
+    kl_loss_summed: ["SUM of the KLs"],
+    kl_loss_reversed: ["you computed KL(prior || posterior); Dreamer's loss is KL(posterior || prior)"],
+    kl_loss_tf1: ["mean(max(KL - free_nats, 0))", "per-element TF1 form the lesson shows"],
+    kl_loss_fixed_free_nats: ["you clamp at 3 whatever free_nats says"],
+    kl_loss_prior_detached: ["no gradient reaches the prior"],
+    kl_loss_sum_over_time: ["summed over time and averaged over the batch"],
+}
+
+
+@pytest.mark.parametrize("wrong", KL_LOSS_MISTAKES)
+def test_kl_loss_rejects(wrong, rejects):
+    rejects(check_kl_loss, wrong, "Exercise 3.2", *KL_LOSS_MISTAKES[wrong])
 
 
 # ---------------------------------------------------------------- 3.3 RSSM step
@@ -119,13 +158,92 @@ class PriorSkipsGRU(RSSM):
         return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
 
 
-@pytest.mark.parametrize("wrong,message", [
-    (PosteriorWithoutH, "does not change when h_t changes"),
-    (NoMinStd, "without the minimum"),
-    (SampleWithoutGradient, "carries no gradient"),
-    (DetachedStd, "no gradient reaches prior"),
-    (PriorSkipsGRU, "deter is h_{t-1} unchanged: the GRU step is missing"),
-])
-def test_rssm_step_rejects(wrong, message):
-    with pytest.raises(CheckFailed, match=message):
-        check_rssm_step(wrong)
+class PriorFromOldH(RSSM):  # the prior's Gaussian reads h_{t-1}
+    def prior(self, prev_state, prev_action):
+        x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
+        deter = self.gru(x, prev_state.deter)
+        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(prev_state.deter))), deter)
+
+
+class PriorGRUFromZero(RSSM):
+    def prior(self, prev_state, prev_action):
+        x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
+        deter = self.gru(x)
+        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+
+
+class PriorNoInputELU(RSSM):
+    def prior(self, prev_state, prev_action):
+        x = self.input_layer(torch.cat([prev_state.stoch, prev_action], -1))
+        deter = self.gru(x, prev_state.deter)
+        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+
+
+class PriorActionFirst(RSSM):
+    def prior(self, prev_state, prev_action):
+        x = F.elu(self.input_layer(torch.cat([prev_action, prev_state.stoch], -1)))
+        deter = self.gru(x, prev_state.deter)
+        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+
+
+class PriorGRUArgumentsSwapped(RSSM):
+    def prior(self, prev_state, prev_action):
+        x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
+        deter = self.gru(prev_state.deter, x)
+        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+
+
+class PriorNoReturn(RSSM):
+    def prior(self, prev_state, prev_action):
+        super().prior(prev_state, prev_action)
+
+
+class MeanStdSwapped(RSSM):
+    def _gaussian(self, stats, deter):
+        std, mean = stats.float().chunk(2, -1)
+        std = F.softplus(std) + self.min_std
+        return RSSMState(mean, std, mean + std * torch.randn_like(std), deter)
+
+
+class ExpStd(RSSM):
+    def _gaussian(self, stats, deter):
+        mean, std = stats.float().chunk(2, -1)
+        std = std.exp() + self.min_std
+        return RSSMState(mean, std, mean + std * torch.randn_like(std), deter)
+
+
+class PosteriorEmbedFirst(RSSM):
+    def posterior(self, prior, embed):
+        x = F.elu(self.posterior_hidden(torch.cat([embed, prior.deter], -1)))
+        return self._gaussian(self.posterior_stats(x), prior.deter)
+
+
+class PosteriorNoELU(RSSM):
+    def posterior(self, prior, embed):
+        x = self.posterior_hidden(torch.cat([prior.deter, embed], -1))
+        return self._gaussian(self.posterior_stats(x), prior.deter)
+
+
+RSSM_STEP_MISTAKES = {  # the mistake -> what the check's message must say
+    PosteriorWithoutH: ["does not change when h_t changes"],
+    NoMinStd: ["without the minimum"],
+    SampleWithoutGradient: ["carries no gradient"],
+    DetachedStd: ["no gradient reaches prior"],
+    PriorSkipsGRU: ["deter is h_{t-1} unchanged: the GRU step is missing"],
+    PriorFromOldH: ["computed from h_{t-1} (prev_state.deter)", "NEW h_t that the GRU just computed"],
+    PriorGRUFromZero: ["GRU cell run from a zero state"],
+    PriorNoInputELU: ["without the ELU on the input layer"],
+    PriorActionFirst: ["concatenated as [a_{t-1}, z_{t-1}]"],
+    PriorGRUArgumentsSwapped: ["RSSM.prior(prev_state, prev_action) raised RuntimeError",
+                               "self.gru(x, prev_state.deter)"],
+    PriorNoReturn: ["got NoneType", "forget `return`"],
+    MeanStdSwapped: ["the mean and the std are swapped"],
+    ExpStd: ["std = exp(raw) + min_std", "softplus"],
+    PosteriorEmbedFirst: ["concatenated as [embed, h_t]"],
+    PosteriorNoELU: ["without the ELU after posterior_hidden"],
+}
+
+
+@pytest.mark.parametrize("wrong", RSSM_STEP_MISTAKES)
+def test_rssm_step_rejects(wrong, rejects):
+    rejects(check_rssm_step, wrong, "Exercise 3.3", *RSSM_STEP_MISTAKES[wrong])

@@ -1,7 +1,9 @@
-"""Your own code in the real trainer: components files (dreamer_lib/components.py), their checks
-(dreamer_lib/course/components.py) and `dreamer-train --components`."""
+"""Your own code in the real trainer: components files, their checks, the agent's parts they fill
+(dreamer_lib/course/components.py, agent.Parts) and `dreamer-train --components`."""
 from __future__ import annotations
 
+import csv
+import dataclasses
 import json
 import os
 import pathlib
@@ -12,12 +14,12 @@ import textwrap
 import pytest
 import torch
 
-import dreamer_lib.actor_critic
-import dreamer_lib.agent
-from dreamer_lib.components import CALLED_FROM, load_components, use_components
+from dreamer_lib import cli
+from dreamer_lib.actor_critic import compute_lambda_returns
+from dreamer_lib.agent import Parts
 from dreamer_lib.config import make_config
 from dreamer_lib.course import components as course_components
-from dreamer_lib.course.components import ComponentRejected, write_components
+from dreamer_lib.course.components import EXERCISES, ComponentRejected, load_components, load_parts, write_components
 from dreamer_lib.train import Trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -49,6 +51,11 @@ def write(tmp_path, text, name="mine.py") -> pathlib.Path:
     return path
 
 
+def read_rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
 def tiny(**changes):
     return make_config("ci", **{"total_frames": 600, "eval_every": 10_000, **changes})
 
@@ -75,30 +82,31 @@ def test_load_names_what_is_wrong_with_the_file(tmp_path, text, words):
     assert "mine.py" in str(error.value)
 
 
-def test_use_components_swaps_where_the_library_calls_and_always_restores(tmp_path):
-    mine = load_components(write(tmp_path, LOOP_RETURNS))["compute_lambda_returns"]
-
-    def weights(d):
-        return torch.ones_like(d)
-
-    originals = dreamer_lib.agent.compute_lambda_returns, dreamer_lib.actor_critic.discount_weights
-    with pytest.raises(RuntimeError):
-        with use_components({"compute_lambda_returns": mine, "discount_weights": weights}):
-            assert dreamer_lib.agent.compute_lambda_returns is mine
-            assert dreamer_lib.agent.discount_weights is weights and dreamer_lib.actor_critic.discount_weights is weights
-            raise RuntimeError("inside the block")
-    assert (dreamer_lib.agent.compute_lambda_returns, dreamer_lib.actor_critic.discount_weights) == originals
-    with pytest.raises(ValueError, match="lambda_returns"):
-        with use_components({"lambda_returns": mine}):
-            pass
+def test_load_parts_puts_the_checked_functions_in_the_agents_parts(tmp_path):
+    path = write(tmp_path, LOOP_RETURNS)
+    parts = load_parts(path)
+    assert parts.lambda_returns.__module__ == "components_mine" and parts.source == path
+    assert dataclasses.replace(parts, lambda_returns=Parts.lambda_returns, source=None) == Parts()
+    assert Parts().lambda_returns is compute_lambda_returns  # the library's own module is untouched
 
 
-def test_every_swappable_name_exists_where_it_is_called_and_has_a_check():
-    import importlib
-    for name, modules in CALLED_FROM.items():
-        for module in modules:
-            assert hasattr(importlib.import_module(f"dreamer_lib.{module}"), name), (name, module)
-    assert set(course_components.CHECKS) == set(CALLED_FROM)
+def test_every_exercise_name_fills_a_part_and_has_a_check():
+    fields = {f.name for f in dataclasses.fields(Parts)} - {"source"}
+    assert {part for part, _ in EXERCISES.values() if part} == fields
+    assert all(callable(check) for _, check in EXERCISES.values())
+
+
+def test_a_kl_divergence_without_kl_loss_is_checked_and_said_to_be_unused(tmp_path, capsys):
+    text = ("from dreamer_lib.rssm import RSSMState\n\n\ndef kl_divergence(q, p):\n"
+            "    var_ratio = (q.std / p.std).pow(2)\n    mean_term = ((q.mean - p.mean) / p.std).pow(2)\n"
+            "    return 0.5 * (var_ratio + mean_term - 1 - var_ratio.log()).sum(-1)\n")
+    assert load_parts(write(tmp_path, text)).kl_loss is Parts().kl_loss
+    assert "the library's kl_loss" in capsys.readouterr().out
+
+
+def test_a_file_that_exits_is_bad_input_not_a_silent_success(tmp_path):
+    with pytest.raises(ValueError, match="fails when it runs: SystemExit"):
+        load_components(write(tmp_path, "import sys\nsys.exit(0)\n"))
 
 
 def test_the_trainer_learns_with_the_learners_function_and_keeps_a_copy(tmp_path):
@@ -110,7 +118,6 @@ def test_the_trainer_learns_with_the_learners_function_and_keeps_a_copy(tmp_path
     shapes = (path.parent / "mine.py.calls").read_text().splitlines()
     in_training = [s for s in shapes if s in (f"({c.horizon - 1}, {c.batch_size * (c.seq_len - n)})" for n in (0, 1))]
     assert len(in_training) == int(rows[-1]["updates"]) > 0, shapes  # once per update: the trainer called it
-    assert dreamer_lib.agent.compute_lambda_returns is dreamer_lib.actor_critic.compute_lambda_returns
 
 
 def test_a_wrong_function_is_refused_with_its_check_and_nothing_is_written(tmp_path):
@@ -129,17 +136,18 @@ def test_an_unwritten_blank_is_refused_by_name(tmp_path):
         course_components.check_components(load_components(write(tmp_path, blank)), "mine.py")
 
 
-def test_without_the_checks_the_trainer_refuses_components(tmp_path):
-    with pytest.raises(ValueError, match="needs their exercise checks"):
-        Trainer(tiny(), tmp_path / "run", progress=False, components=write(tmp_path, LOOP_RETURNS))
-    assert not (tmp_path / "run").exists()
+def test_a_run_trained_with_components_does_not_resume_with_the_librarys_parts(tmp_path):
+    run = tmp_path / "run"
+    course_components.train(write(tmp_path, LOOP_RETURNS), tiny(total_frames=500), run, progress=False)
+    with pytest.raises(ValueError, match="trained with your own code"):
+        Trainer(tiny(total_frames=700), run, progress=False)
 
 
 def test_the_lessons_save_cells_make_a_components_file_that_passes_every_check(tmp_path):
     lessons = sorted((ROOT / "notebooks").glob("0[0-9]_*.ipynb"))
     path = write_components(tmp_path / "solutions.py", lessons)
     components = load_components(path)
-    assert set(components) == set(CALLED_FROM), set(CALLED_FROM) - set(components)
+    assert set(components) == set(EXERCISES), set(EXERCISES) - set(components)
     course_components.check_components(components, path)
 
 
@@ -165,9 +173,6 @@ def test_the_command_refuses_a_wrong_component_with_exit_2(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "error: compute_lambda_returns from" in done.stderr and "Exercise 5.1" in done.stderr
     assert not (tmp_path / "run").exists()
-    plain = subprocess.run([sys.executable, "-m", "dreamer_lib.train", *command[1:]], capture_output=True, text=True,
-                           cwd=tmp_path)
-    assert plain.returncode == 2 and "dreamer-train command" in plain.stderr
 
 
 def test_a_resume_uses_the_runs_own_copy_of_the_components(tmp_path, capsys):
@@ -175,10 +180,8 @@ def test_a_resume_uses_the_runs_own_copy_of_the_components(tmp_path, capsys):
     run = tmp_path / "run"
     course_components.train(path, tiny(total_frames=500), run, progress=False)
     path.unlink()  # the learner's file is gone; the run keeps its copy
-    trainer = Trainer(tiny(total_frames=700), run, progress=False, check_components=course_components.check_components)
-    assert list(trainer.components) == ["compute_lambda_returns"]
+    assert cli.train(["--resume", str(run), "--total-frames", "700", "--no-progress"]) == 0
     assert f"from {run / 'components.py'}" in capsys.readouterr().out
-    rows = trainer.run()
-    assert int(rows[-1]["env_frames"]) >= 700
+    assert int(read_rows(run / "eval.csv")[-1]["env_frames"]) >= 700
     calls = (run / "components.py.calls").read_text().splitlines()  # the copy's own __file__ counts now
     assert len([s for s in calls if s.startswith(f"({tiny().horizon - 1}, ")]) > 0

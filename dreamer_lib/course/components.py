@@ -1,18 +1,23 @@
 """Train the real agent with your own code: collect your exercise solutions into a components
-file, check each one, and train with them (the algorithm side is dreamer_lib/components.py).
+file, check each one, and train with them as the agent's parts (agent.Parts).
 
     from dreamer_lib.course.components import write_components, train
     write_components("my_dreamer.py")                  # run in notebooks/workbooks: your @save cells
     train("my_dreamer.py", make_config("ci"), "runs/mine")
 
 or, from a shell, `dreamer-train --components my_dreamer.py` (the same checks, then the trainer).
+A wrong function is refused with its check's message: an hour of training with a subtly wrong
+return says nothing about why it failed. `dreamer-eval` and the lessons' pictures use the
+library's code.
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import pathlib
 
-from dreamer_lib.components import CALLED_FROM
+from dreamer_lib.agent import Parts
 from dreamer_lib.config import Config
 from dreamer_lib.course.checks import CheckFailed
 from dreamer_lib.course.checks.actor_critic import (check_actor_loss, check_critic_loss, check_discount_weights,
@@ -22,14 +27,20 @@ from dreamer_lib.course.checks.rssm import check_kl_divergence, check_kl_loss, c
 from dreamer_lib.course.checks.train import check_updates_due
 from dreamer_lib.train import Trainer
 
-# The exercise check of each name the trainer can take from a components file.
-CHECKS = {"ConvEncoder": check_conv_encoder, "ConvDecoder": check_conv_decoder,
-          "kl_divergence": check_kl_divergence, "kl_loss": check_kl_loss, "RSSM": check_rssm_step,
-          "compute_lambda_returns": check_lambda_returns, "discount_weights": check_discount_weights,
-          "compute_actor_loss": check_actor_loss, "compute_critic_loss": check_critic_loss,
-          "updates_due": check_updates_due}
-assert CHECKS.keys() == CALLED_FROM.keys(), "every swappable name needs its check"
-
+# Each exercise name a components file may define: the part of the agent it fills (None: used
+# only through another of the file's functions) and its exercise check.
+EXERCISES = {
+    "ConvEncoder": ("encoder", check_conv_encoder),  # lesson 1
+    "ConvDecoder": ("decoder", check_conv_decoder),
+    "kl_divergence": (None, check_kl_divergence),  # lesson 3: your kl_loss calls it
+    "kl_loss": ("kl_loss", check_kl_loss),
+    "RSSM": ("rssm", check_rssm_step),
+    "compute_lambda_returns": ("lambda_returns", check_lambda_returns),  # lesson 5
+    "discount_weights": ("discount_weights", check_discount_weights),
+    "compute_actor_loss": ("actor_loss", check_actor_loss),
+    "compute_critic_loss": ("critic_loss", check_critic_loss),
+    "updates_due": ("updates_due", check_updates_due),  # lesson 6
+}
 SAVE = "# @save dreamer_lib."  # the first line of a cell that holds a piece of the library (lesson 1)
 UNWRITTEN = 'raise NotImplementedError("Exercise'  # a blank the learner has not filled in yet
 
@@ -38,17 +49,52 @@ class ComponentRejected(ValueError):
     """A components file's function failed its exercise check: the trainer does not start."""
 
 
+def load_components(path: str | pathlib.Path) -> dict[str, object]:
+    """Run the file once, as a module of its own, and return the exercise names it defines itself
+    (a name it imports from dreamer_lib is the library's, not a component)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ValueError(f"--components {path}: no such file. Give a Python file that defines some of: "
+                         f"{', '.join(EXERCISES)}.")
+    spec = importlib.util.spec_from_file_location(f"components_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as error:  # a file that calls sys.exit must not end the trainer silently
+        raise ValueError(f"--components {path} fails when it runs: {type(error).__name__}: {error}. Run "
+                         f"`python {path}` to see where, fix it, and start again.") from None
+    found = {name: value for name, value in vars(module).items()
+             if name in EXERCISES and getattr(value, "__module__", None) == module.__name__}
+    if not found:
+        raise ValueError(f"--components {path} defines none of the exercise names the trainer can use: "
+                         f"{', '.join(EXERCISES)}. Define one of them (spelt the same) in the file.")
+    return found
+
+
 def check_components(components: dict[str, object], source="your components") -> None:
     """Run each component's exercise check; the first that fails stops everything, by name."""
     for name, component in components.items():
         try:
-            CHECKS[name](component)
+            EXERCISES[name][1](component)
         except NotImplementedError as blank:
             raise ComponentRejected(f"{name} from {source} is not written yet ({blank}). Write it, or delete it "
                                     "from the file to train with the library's.") from None
         except CheckFailed as failure:
             raise ComponentRejected(f"{name} from {source} failed its check, so training did not start. "
                                     f"{failure}") from None
+
+
+def load_parts(path: str | pathlib.Path) -> Parts:
+    """The agent's parts with the file's checked functions in place of the library's."""
+    path = pathlib.Path(path)
+    components = load_components(path)
+    check_components(components, path)
+    parts = {EXERCISES[name][0]: value for name, value in components.items() if EXERCISES[name][0]}
+    print(f"Training with your {', '.join(components)} from {path} (the run keeps a copy: components.py).")
+    if "kl_divergence" in components and "kl_loss" not in components:
+        print("note: the agent calls kl_divergence through kl_loss; your file has no kl_loss, so the library's "
+              "kl_loss (with its own kl_divergence) trains. Fill in exercise 3.2 to train with yours.")
+    return dataclasses.replace(Parts(), **parts, source=path)
 
 
 def write_components(path: str | pathlib.Path, notebooks: list | None = None) -> pathlib.Path:
@@ -81,5 +127,5 @@ def write_components(path: str | pathlib.Path, notebooks: list | None = None) ->
 def train(components: str | pathlib.Path, config: Config, logdir: str | pathlib.Path, progress: bool = True):
     """Check the components file's functions, then train `config` in `logdir` with them, exactly
     as `dreamer-train --components FILE` does. Returns the eval rows."""
-    return Trainer(config, logdir, progress, components, check_components).run()
+    return Trainer(config, logdir, load_parts(components), progress).run()
 

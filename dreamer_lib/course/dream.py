@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from dreamer_lib.networks import preprocess, to_uint8
+from dreamer_lib.networks import to_uint8
 
 FONT = 9  # points: the smallest text in the strip
 
@@ -116,12 +116,8 @@ class Dream:
 
     def _observe(self, state, action: np.ndarray, frame: np.ndarray):
         """One posterior step: h_t from (state, a_{t-1}), then z_t from h_t and the frame o_t."""
-        agent = self.agent
-        image = torch.as_tensor(frame, device=agent.device)[None]  # (1, 64, 64, 3) uint8
-        embed = agent.encoder(preprocess(image))  # (1, embed)
-        prev_action = torch.as_tensor(action, device=agent.device)[None]  # (1, A)
-        posterior, _ = agent.rssm.obs_step(state, prev_action, embed)  # (1, ...)
-        return posterior
+        prev_action = torch.as_tensor(action, device=self.agent.device)[None]  # (1, A)
+        return self.agent.observe(state, prev_action, frame[None])  # (1, ...)
 
     def _action(self, action) -> np.ndarray:
         action = np.asarray(action, np.float32).reshape(-1)

@@ -116,6 +116,7 @@ def debug_episode(agent, episode: dict, start: int, horizon: int | None = None, 
     Sampling is seeded (`seed`) without touching the global random state."""
     import torch
 
+    from dreamer_lib.evaluate import seeded
     from dreamer_lib.networks import preprocess, to_uint8
     from dreamer_lib.rssm import RSSMState, kl_divergence
 
@@ -136,9 +137,7 @@ def debug_episode(agent, episode: dict, start: int, horizon: int | None = None, 
         diff = frames.astype(np.float32) / 255 - np.asarray(episode["image"], np.float32) / 255
         return (diff ** 2).mean((1, 2, 3))
 
-    devices = [device] if device.type == "cuda" else []
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with torch.no_grad(), seeded(seed, device):
         embed = agent.encoder(preprocess(images))  # (T, 1, embed)
         initial = agent.rssm.get_initial_state(1, device)
         posterior, prior = agent.rssm.rollout_observation(embed, actions, initial)  # (T, 1, ...)
@@ -149,7 +148,7 @@ def debug_episode(agent, episode: dict, start: int, horizon: int | None = None, 
         else:
             open_states = posterior
         # The actor's own rollout from `last`: states (H, 1, ...) and the actions it took (H, 1, A).
-        imagined, imagined_actions = agent.rssm.rollout_imagination(last, agent.actor, horizon)
+        imagined, imagined_actions, _ = agent.rssm.rollout_imagination(last, agent.actor, horizon)
         traces = {
             "real": np.asarray(episode["image"]),
             "posterior": decode(posterior),

@@ -48,12 +48,25 @@ def setup(lesson: str, seed: int = 0) -> Scale:
     if name == "gpu" and not torch.cuda.is_available():
         raise ValueError("DREAMER_SCALE=gpu needs a CUDA GPU; use cpu or ci here.")
     device = torch.device("cuda" if name == "gpu" else "cpu")
+    show_figures_inline()
     torch.manual_seed(seed)
     config = make_config(PRESET_OF_SCALE[name], device=device.type, seed=seed)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.machine()} CPU, {os.cpu_count()} cores"
     print(f"{lesson} | scale: {name} (preset {config.preset}) | device: {where} | dreamer_lib {dreamer_lib.__version__} "
           f"| torch {torch.__version__} | {time.strftime('%Y-%m-%d')}")
     return Scale(name, device, config)
+
+
+def show_figures_inline() -> None:
+    """In a notebook, figures show inline whatever MPLBACKEND says: headless servers often set
+    Agg, under which plt.show() displays nothing (and nbval's checked figures go missing)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        shell.run_line_magic("matplotlib", "inline")
 
 
 def runs_dir() -> pathlib.Path:

@@ -52,8 +52,8 @@ class Mystery:
 
 
 def mystery_run(continue_world_model, experiments: dict, debug, symptoms, seed: int = MYSTERY_SEED) -> Mystery:
-    """The lesson's `continue_world_model(changes, kl, seed=seed) -> (model, history)`, run with the
-    control's entry of `experiments` ({name: (changes, kl)}, the lesson's table) and with the entry of
+    """The lesson's `continue_world_model(changes, parts, seed=seed) -> (model, history)`, run with the
+    control's entry of `experiments` ({name: (changes, parts)}, the lesson's table) and with the entry of
     one of CANDIDATES, picked by `seed`, which also draws the batches (both runs see the same ones).
     `debug(model) -> traces` looks at an episode (pictures.debug_episode); `symptoms(traces, history)`
     makes a row of the lesson's table. Another seed gives another mystery."""
@@ -63,8 +63,8 @@ def mystery_run(continue_world_model, experiments: dict, debug, symptoms, seed: 
                          f"with a 'control' entry and one for each of {', '.join(CANDIDATES)}.")
     cause = random.Random(seed).choice(CANDIDATES)
     runs, free_nats = {}, None
-    for name, (changes, kl) in (("control", experiments["control"]), ("mystery", experiments[cause])):
-        model, history = continue_world_model(changes, kl, seed=seed)
+    for name, (changes, parts) in (("control", experiments["control"]), ("mystery", experiments[cause])):
+        model, history = continue_world_model(changes, parts, seed=seed)
         runs[name] = (debug(model), history)
         free_nats = model.config.free_nats if free_nats is None else free_nats  # the control's
     return Mystery(symptoms(*runs["control"]), symptoms(*runs["mystery"]), cause, len(runs["mystery"][1]), seed,
