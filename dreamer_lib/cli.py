@@ -24,8 +24,11 @@ import pathlib
 import signal
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 
+# A warning reads as one line for people ("warning: ..."), not with the library's source line.
+warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
 STOPPED_AT_START = "\nStopped during start-up; nothing was trained."
 try:  # PyTorch takes a few seconds to load: a Ctrl-C meanwhile ends with a line, not a traceback
     import numpy as np

@@ -48,9 +48,10 @@ class Trainer:
         self.eval_env = make_env(config.env, config.action_repeat, config.time_limit, seed=config.seed + 10_000)
         rows = math.ceil(self.env.time_limit / config.action_repeat) + 1  # an episode's rows, reset included
         if config.seq_len > rows:
-            raise ValueError(f"seq_len is {config.seq_len}, but an episode of {config.env} has at most {rows} steps "
+            raise ValueError(f"seq_len is {config.seq_len}, but an episode of {config.env} holds at most {rows} frames "
                              f"({self.env.time_limit} env frames at action_repeat {config.action_repeat}, plus the "
-                             f"reset): no training window fits. Use --seq-len {rows} or less, or a longer --time-limit.")
+                             f"reset frame): no training window fits. Use --seq-len {rows} or less, or a longer "
+                             "--time-limit.")
         created = prepare_run_folder(self.logdir)
         self.lock = RunLock(self.logdir)
         self.lock.acquire()
@@ -91,11 +92,11 @@ class Trainer:
         c = self.config
         self.lock.acquire()
         bar = progress_bar(c, self.env_frames, self.progress)
-        start = time.time() - self.wall_s
+        self.started = time.time() - self.wall_s  # the wall clock counts on from the checkpoint's
         try:
             while True:
                 self.train_phase()
-                self.wall_s = time.time() - start
+                self.wall_s = time.time() - self.started
                 finished = self.env_frames >= c.total_frames
                 if self.evaluation_due(finished) and not self.stop_requested:
                     self.evaluate_and_draw()  # with generators of its own: stopped or not, training is unchanged
@@ -133,6 +134,7 @@ class Trainer:
         values = {k: torch.stack([m[k] for m in self.phase]).float().cpu().numpy() for k in self.phase[0]}
         means = {k: float(v.mean(dtype=np.float64)) for k, v in values.items()}
         first, self.phase = self.updates - len(values["model_loss"]), []
+        self.wall_s = time.time() - self.started
         bad = [k for k, v in means.items() if not math.isfinite(v)]
         if bad:
             raise TrainingStopped(f"{', '.join(bad)} became NaN or inf between updates {first} and {self.updates} "
