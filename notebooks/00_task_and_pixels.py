@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 0: The task and its pixels
 #
-# *Time to run:* ci: 2 s, cpu (2 cores): 9 s, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 2 s, cpu (2 cores): 10 s, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # **Dreamer** (Hafner et al. 2020, *Dream to Control*) learns to act from pixels in three loops
 # that run side by side. It learns a **world model** from replayed experience: an encoder turns
@@ -165,7 +165,7 @@ for a in (-1.0, -0.5, 0.0, 0.5, 1.0):
 # NBVAL_CHECK_OUTPUT
 episode = envs.run_episode(env)
 for key, value in episode.items():
-    print(f"{key:9s} {str(value.shape):18s} {value.dtype}")
+    print(f"{key:12s} {str(value.shape):18s} {value.dtype}")
 print("agent steps:", len(episode["reward"]) - 1, "| env frames:", (len(episode["reward"]) - 1) * env.action_repeat)
 print("reset row:   action", episode["action"][0], "reward", episode["reward"][0], "not_terminal", episode["not_terminal"][0])
 

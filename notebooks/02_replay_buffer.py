@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 2: The replay buffer
 #
-# *Time to run:* ci: 2 s, cpu (2 cores): 5 s, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 2 s, cpu (2 cores): 8 s, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # Dreamer keeps every episode it has played and trains the world model on **windows**: B
 # stretches of T consecutive steps, cut from random episodes at random places (the paper and the
@@ -162,7 +162,7 @@ check_sample_windows(sample_windows)
 # NBVAL_CHECK_OUTPUT
 batch = sample_windows(list(buffer.episodes), batch_size=4, seq_len=16, rng=np.random.default_rng(1))
 for key, value in batch.items():
-    print(f"{key:9s} {str(value.shape):22s} {value.dtype}")
+    print(f"{key:12s} {str(value.shape):22s} {value.dtype}")
 buffer.rng = np.random.default_rng(1)
 library = buffer.sample(batch_size=4, seq_len=16)
 print("identical to ReplayBuffer.sample:", all(np.array_equal(batch[k], library[k]) for k in KEYS))

@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 4: Training the world model
 #
-# *Time to run:* ci: 7 s, cpu (2 cores): 3.5 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 7 s, cpu (2 cores): 12.5 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # Lessons 1-3 built the parts: the encoder and decoder, the replay buffer, the RSSM. Here they
 # become one **world model** trained on real experience, the first half of every Dreamer update
@@ -366,9 +366,10 @@ HTML(pictures.animation_html(viz.openl_frames(truth.cpu(), model.cpu()), fps=10,
 #   error row shows a red/cyan pair where the model's pole and the real one disagree. Prediction
 #   errors compound: each imagined step starts from an imagined state.
 # - **cpu scale** (1200 updates of the small preset): the background, the pivot and a blurred
-#   pole are learned; in the reconstructed context frame the pole sits about where it really
-#   is, and in the imagined part it keeps swinging but drifts out of phase with the real one,
-#   so the error row shows the real pole (cyan) and the model's (red) apart. After 400 updates
+#   pole are learned; in the observed frame shown (t=0, the reset frame) the pole is a blur
+#   that only partly covers the real one, and in the imagined part it keeps swinging but out of
+#   phase with the real one, so the error row shows the real pole (cyan) and the model's (red)
+#   apart. After 400 updates
 #   (the second strip) the model draws the background and a smudge at the pivot and no pole at
 #   all, not even in the observed frame: the pole is a few percent of the pixels, so it is the
 #   last thing the image loss pays for. The printed errors show why a per-pixel error is a poor
