@@ -96,6 +96,7 @@ MUTATIONS = [
     (AG, 'critic_loss(value[:-1], returns, discount[:-1])', 'critic_loss(value[1:], returns, discount[:-1])',
      'critic regresses v_{t+1} on R_t'),
     (AG, 'action = dist.mode()', 'action = dist.rsample()', 'evaluation samples instead of the mode'),
+    (AG, 'retain_graph=True', 'retain_graph=group == "model"', 'graph freed after the actor (the critic shares it)'),
     (AG, 'entropy = TanhNormal.stack(policies[1:])', 'entropy = TanhNormal.stack(policies[:-1])',
      'entropy bonus at the start state and states 0..H-3'),
     (AG, 'self.config.expl_noise * torch.randn_like(action)', 'self.config.expl_noise ** 2 * torch.randn_like(action)',
