@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 
-def one_stop(signum: int, folder: Path) -> float:
+def one_stop(signum: int, folder: Path) -> tuple[float, int]:
     logdir = folder / "run"
     process = subprocess.Popen([sys.executable, "-m", "dreamer_lib.cli", "--preset", "ci", "--total-frames", "100000",
                                 "--logdir", str(logdir), "--no-progress"], cwd=folder,
@@ -31,22 +31,26 @@ def one_stop(signum: int, folder: Path) -> float:
         time.sleep(0.05)
     sent = time.perf_counter()
     process.send_signal(signum)
-    process.wait()
-    return time.perf_counter() - sent
+    status = process.wait()
+    return time.perf_counter() - sent, status
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tries", type=int, default=3)
     args = parser.parse_args()
-    print(f"{datetime.date.today()} | {platform.processor() or platform.machine()} | python {platform.python_version()}")
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else platform.machine()
+    print(f"{datetime.date.today()} | {cpu} | python {platform.python_version()}")
     for signum in (signal.SIGTERM, signal.SIGINT):
-        seconds = []
+        seconds, statuses = [], set()
         for _ in range(args.tries):
             with tempfile.TemporaryDirectory() as folder:
-                seconds.append(one_stop(signum, Path(folder)))
-        print(f"{signal.Signals(signum).name}: median {statistics.median(seconds):.2f} s, "
-              f"max {max(seconds):.2f} s over {args.tries} tries (signal to exit, checkpoint saved)")
+                took, status = one_stop(signum, Path(folder))
+            seconds.append(took)
+            statuses.add(status)
+        print(f"{signal.Signals(signum).name}: median {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s "
+              f"over {args.tries} tries (signal to exit, checkpoint saved); exit status {sorted(statuses)}")
 
 
 if __name__ == "__main__":
