@@ -159,7 +159,6 @@ class TensorBoard:
         except ImportError:
             self.writer = None
             return
-        # purge_step drops events a killed run wrote after its checkpoint; the resume rewrites them.
         self.writer = SummaryWriter(str(logdir), purge_step=purge_step)
 
     def scalars(self, prefix: str, row: dict, step: int) -> None:
@@ -200,6 +199,49 @@ def prepare_run_folder(logdir: pathlib.Path) -> bool:
         raise ValueError(f"Cannot write to the run folder {logdir} ({error.strerror}). Choose a --logdir on a "
                          "writable disk with free space.") from None
     return created
+
+
+class RunFolder:
+    """A run's folder, opened before anything is written into it: created if new, locked for one
+    trainer, and checked against the config (a resume may change only some settings) and the
+    parts (a run trained with a learner's components.py resumes with them). `accept` writes
+    config.json, the components copy and changes.txt once the whole run is accepted; `abandon`
+    undoes the opening, removing a folder that was created for a refused run."""
+
+    def __init__(self, path: pathlib.Path, config: Config, source: pathlib.Path | None = None):
+        self.path, self.created = path, prepare_run_folder(path)
+        self.lock, self.tensorboard = RunLock(path), None
+        self.lock.acquire()
+        try:
+            self.changes = config_changes(path, config)
+            if (path / "components.py").exists() and source is None:
+                raise ValueError(f"{path} was trained with your own code ({path / 'components.py'}), so it resumes "
+                                 f"with it: dreamer-train --resume {path} loads and checks that file.")
+        except BaseException:
+            self.abandon()
+            raise
+        self.metrics, self.evals = CSVLog(path / "metrics.csv"), CSVLog(path / "eval.csv")
+
+    def accept(self, config: Config, source: pathlib.Path | None) -> None:
+        if source and source.resolve() != (self.path / "components.py").resolve():
+            shutil.copyfile(source, self.path / "components.py")
+        (self.path / "config.json").write_text(config.to_json())
+        if self.changes:
+            log_changes(self.path, self.changes)
+        # purge_step drops the events a killed run wrote after its checkpoint; the resume rewrites them.
+        logged = max((int(r["env_frames"]) for r in self.metrics.rows + self.evals.rows), default=-1)
+        self.tensorboard = TensorBoard(self.path, purge_step=logged + 1)
+
+    def abandon(self) -> None:
+        self.lock.release()
+        if self.created:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def close(self) -> None:
+        """Release the folder, so another trainer (a resume) may use it."""
+        if self.tensorboard:
+            self.tensorboard.close()
+        self.lock.release()
 
 
 class RunLock:

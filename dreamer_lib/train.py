@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import pathlib
-import shutil
 import sys
 import time
 
@@ -28,16 +27,15 @@ from dreamer_lib.buffer import ReplayBuffer
 from dreamer_lib.config import Config
 from dreamer_lib.envs import make_env, run_episode
 from dreamer_lib.evaluate import evaluate, seeded
-from dreamer_lib.run_folder import (CSVLog, RunLock, TensorBoard, TrainingStopped, config_changes, log_changes,
-                                    prepare_run_folder, read_checkpoint, write_checkpoint, write_fault)
+from dreamer_lib.run_folder import RunFolder, TrainingStopped, read_checkpoint, write_checkpoint, write_fault
 
 CHECKPOINT_KEYS = {"agent", "updates", "wall_s", "next_eval", "env_frames", "episodes", "phase", "rng", "rows"}
 
 
 class Trainer:
     """Builds everything a run needs (envs, run folder, replay buffer, agent) and resumes the run
-    the folder holds, if any. `parts`: the agent's swappable pieces (agent.Parts); a run folder
-    whose run was trained with a learner's parts (components.py) must be resumed with them."""
+    the folder holds, if any; a refused run leaves the folder as it was. `parts`: the agent's
+    swappable pieces (agent.Parts)."""
 
     def __init__(self, config: Config, logdir: str | pathlib.Path, parts: Parts = Parts(), progress: bool = True):
         config.validate()
@@ -52,37 +50,20 @@ class Trainer:
                              f"({self.env.time_limit} env frames at action_repeat {config.action_repeat}, plus the "
                              f"reset frame): no training window fits. Use --seq-len {rows} or less, or a longer "
                              "--time-limit.")
-        created = prepare_run_folder(self.logdir)
-        self.lock = RunLock(self.logdir)
-        self.lock.acquire()
+        self.folder = RunFolder(self.logdir, config, parts.source)  # checked and locked; nothing written yet
         try:
-            changes = config_changes(self.logdir, config)
-            self._check_parts()
             self.buffer = ReplayBuffer(self.logdir / "episodes", config.replay_capacity, seed=config.seed)
             torch.manual_seed(config.seed)
             self.agent = DreamerV1(config, self.env.action_space.shape[0], parts=parts)
-            self.metrics_log, self.eval_log = CSVLog(self.logdir / "metrics.csv"), CSVLog(self.logdir / "eval.csv")
             self.updates, self.wall_s, self.next_eval = 0, 0.0, 0
             self.last_return, self.last_fps, self.phase = float("nan"), float("nan"), []
             self.saved_frames: int | None = None  # env frames of the checkpoint on disk, if any
             self._resume()
-            if parts.source and parts.source.resolve() != (self.logdir / "components.py").resolve():
-                shutil.copyfile(parts.source, self.logdir / "components.py")
-            (self.logdir / "config.json").write_text(config.to_json())
-            if changes:  # only once nothing can refuse the run any more
-                log_changes(self.logdir, changes)
+            self.folder.accept(config, parts.source)
         except BaseException:
-            self.lock.release()
-            if created:
-                shutil.rmtree(self.logdir, ignore_errors=True)
+            self.folder.abandon()
             raise
-        self.tensorboard = TensorBoard(self.logdir, purge_step=self._first_missing_frame())
         self.postfix: dict = {}  # what the progress bar shows beside the frames
-
-    def _check_parts(self) -> None:
-        if (self.logdir / "components.py").exists() and self.parts.source is None:
-            raise ValueError(f"{self.logdir} was trained with your own code ({self.logdir / 'components.py'}), so it "
-                             f"resumes with it: dreamer-train --resume {self.logdir} loads and checks that file.")
 
     # ----------------------------------------------------------------- the loop (algorithm 1)
     def run(self) -> list[dict]:
@@ -90,7 +71,7 @@ class Trainer:
         an evaluation when due, a checkpoint, then one more episode. A stop request (a signal,
         cli.py) ends it within an update or an env step; the checkpoint then holds every update."""
         c = self.config
-        self.lock.acquire()
+        self.folder.lock.acquire()
         bar = progress_bar(c, self.env_frames, self.progress)
         self.started = time.time() - self.wall_s  # the wall clock counts on from the checkpoint's
         try:
@@ -110,7 +91,7 @@ class Trainer:
         finally:
             bar.close()
             self.close()
-        return self.eval_log.rows
+        return self.folder.evals.rows
 
     def train_phase(self) -> None:
         """Do the updates the schedule owes, then log their means (one host sync). A stop mid-phase
@@ -141,8 +122,8 @@ class Trainer:
                                   f"({self.env_frames} env frames). " + self._advice())
         row = {**self.counters(), "train_return": round(self.last_return, 2), "collect_fps": round(self.last_fps, 1),
                **{k: round(v, 4) for k, v in means.items()}}
-        self.metrics_log.write(row)
-        self.tensorboard.scalars("train", row, self.env_frames)
+        self.folder.metrics.write(row)
+        self.folder.tensorboard.scalars("train", row, self.env_frames)
         self.postfix.update(model=f"{means['model_loss']:.0f}", actor=f"{means['actor_loss']:.2f}")
 
     def collect(self) -> bool:
@@ -169,7 +150,7 @@ class Trainer:
 
     def evaluation_due(self, finished: bool) -> bool:
         """Every eval_every env frames once the prefill is done, and at the end; once per frame count."""
-        last = int(self.eval_log.rows[-1]["env_frames"]) if self.eval_log.rows else -1
+        last = int(self.folder.evals.rows[-1]["env_frames"]) if self.folder.evals.rows else -1
         due = self.env_frames >= max(self.next_eval, self.config.prefill_frames) or finished
         return due and last != self.env_frames
 
@@ -186,13 +167,13 @@ class Trainer:
             returns, frames = result
             row = {**self.counters(), "return_mean": round(float(returns.mean()), 2),
                    "return_std": round(float(returns.std()), 2), "returns": " ".join(f"{r:.1f}" for r in returns)}
-            self.eval_log.write(row)
-            self.tensorboard.scalars("eval", row, self.env_frames)
-            self.tensorboard.image("eval/episode", viz.filmstrip(frames, every=max(1, len(frames) // 20), columns=20),
+            self.folder.evals.write(row)
+            self.folder.tensorboard.scalars("eval", row, self.env_frames)
+            self.folder.tensorboard.image("eval/episode", viz.filmstrip(frames, every=max(1, len(frames) // 20), columns=20),
                                    self.env_frames)
             viz.save_gif(frames, self.logdir / "eval.gif", fps=20, scale=2)
             self.draw_open_loop(np.random.default_rng(seed))
-        figure = viz.learning_curve(self.eval_log.rows)
+        figure = viz.learning_curve(self.folder.evals.rows)
         figure.savefig(self.logdir / "learning_curve.png", dpi=100)
         viz.plt.close(figure)
         self.next_eval = (self.env_frames // c.eval_every + 1) * c.eval_every
@@ -206,7 +187,7 @@ class Trainer:
         viz.save_gif(viz.openl_frames(batch["image"], model), self.logdir / "openl.gif", fps=20)
         figure = viz.openl_strip(batch["image"], model, context)
         figure.savefig(self.logdir / "openl.png", dpi=100)
-        self.tensorboard.figure("openl", figure, self.env_frames)
+        self.folder.tensorboard.figure("openl", figure, self.env_frames)
         viz.plt.close(figure)
 
     # ----------------------------------------------------------------- state
@@ -235,14 +216,14 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                     "replay": self.buffer.rng.bit_generator.state, "env": self.env.get_rng_state()},
-            "rows": {"metrics": self.metrics_log.rows, "eval": self.eval_log.rows}})
+            "rows": {"metrics": self.folder.metrics.rows, "eval": self.folder.evals.rows}})
         self.saved_frames = self.env_frames
 
     def _resume(self) -> None:
         path = self.logdir / "checkpoint.pt"
         if not path.exists():
-            if any((self.logdir / "episodes").glob("*.npz")) or self.metrics_log.path.exists() or \
-                    self.eval_log.path.exists():
+            if any((self.logdir / "episodes").glob("*.npz")) or self.folder.metrics.path.exists() or \
+                    self.folder.evals.path.exists():
                 raise ValueError(f"{self.logdir} holds episodes or logs but no checkpoint.pt, so it cannot be resumed "
                                  "exactly. Move its contents away or choose another --logdir.")
             return
@@ -271,14 +252,10 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.buffer.rng.bit_generator.state = rng["replay"]
         self.env.set_rng_state(rng["env"])
-        self.metrics_log.reset(checkpoint["rows"]["metrics"])
-        self.eval_log.reset(checkpoint["rows"]["eval"])
+        self.folder.metrics.reset(checkpoint["rows"]["metrics"])
+        self.folder.evals.reset(checkpoint["rows"]["eval"])
         print(f"Resuming {self.logdir}: {self.buffer.total_episodes} episodes ({self.env_frames} env frames), "
               f"{self.updates} updates from the checkpoint.")
-
-    def _first_missing_frame(self) -> int:
-        rows = self.metrics_log.rows + self.eval_log.rows
-        return max((int(r["env_frames"]) for r in rows), default=-1) + 1
 
     def _advice(self) -> str:
         path = self.logdir / "checkpoint.pt"
@@ -292,8 +269,7 @@ class Trainer:
 
     def close(self) -> None:
         """Release the run folder, so another trainer (a resume) may use it."""
-        self.tensorboard.close()
-        self.lock.release()
+        self.folder.close()
 
 
 def progress_bar(config: Config, env_frames: int, enabled: bool) -> tqdm:
