@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from dreamer_lib import evaluate
 from dreamer_lib.buffer import random_batch
 from dreamer_lib.course.checks import call, expect_shape, fail, passed
 from dreamer_lib.config import make_config
@@ -229,9 +230,7 @@ def check_open_loop(open_loop, agent=None) -> None:
     steps, batch, context = 12, 3, 5
     data = random_batch(batch_size=batch, seq_len=steps, action_size=agent.action_size, seed=0)
     images, actions = (torch.as_tensor(data[key], device=agent.device) for key in ("image", "action"))
-    devices = [agent.device.index or 0] if agent.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):  # leave the notebook's random numbers as they were
-        torch.manual_seed(0)
+    with evaluate.seeded(0, agent.device):  # leave the notebook's random numbers as they were
         expected = agent.open_loop(images, actions, context)
         torch.manual_seed(0)
         out = call(ex, open_loop, agent, images, actions, context,
