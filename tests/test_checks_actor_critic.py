@@ -72,6 +72,57 @@ def returns_recursion_without_lambda(rewards, values, discounts, bootstrap, lamb
     return backwards(rewards + discounts * (1 - lambda_) * next_values, bootstrap, discounts)
 
 
+def returns_discount_on_bootstrap_only(rewards, values, discounts, bootstrap, lambda_=0.95):
+    next_values = torch.cat([values[1:], bootstrap[None]], 0)
+    return backwards(rewards + discounts * (1 - lambda_) * next_values, bootstrap, torch.full_like(discounts, lambda_))
+
+
+def returns_discount_on_recursion_only(rewards, values, discounts, bootstrap, lambda_=0.95):
+    next_values = torch.cat([values[1:], bootstrap[None]], 0)
+    return backwards(rewards + (1 - lambda_) * next_values, bootstrap, discounts * lambda_)
+
+
+def returns_discount_outside(rewards, values, discounts, bootstrap, lambda_=0.95):  # d_t (r_t + ...)
+    next_values = torch.cat([values[1:], bootstrap[None]], 0)
+    return backwards(discounts * (rewards + (1 - lambda_) * next_values), bootstrap, discounts * lambda_)
+
+
+def returns_loop(rewards, values, discounts, bootstrap, lambda_, cut=lambda x: x):
+    """The recursion as a learner writes it, with `cut` applied where a learner might detach."""
+    next_values = torch.cat([values[1:], bootstrap[None]], 0)
+    out, last = [], bootstrap
+    for t in reversed(range(rewards.shape[0])):
+        last = rewards[t] + discounts[t] * ((1 - lambda_) * cut(next_values[t]) + lambda_ * last)
+        out.append(last)
+    return torch.stack(out[::-1])
+
+
+def returns_values_detached(rewards, values, discounts, bootstrap, lambda_=0.95):
+    return returns_loop(rewards, values.detach(), discounts, bootstrap, lambda_)
+
+
+def returns_discounts_detached(rewards, values, discounts, bootstrap, lambda_=0.95):
+    return returns_loop(rewards, values, discounts.detach(), bootstrap, lambda_)
+
+
+def returns_next_values_detached(rewards, values, discounts, bootstrap, lambda_=0.95):  # bootstrap still has grad
+    return returns_loop(rewards, values, discounts, bootstrap, lambda_, cut=torch.Tensor.detach)
+
+
+def returns_recursion_detached(rewards, values, discounts, bootstrap, lambda_=0.95):  # R_{t+1} cut each step
+    next_values = torch.cat([values[1:], bootstrap[None]], 0)
+    out, last = [], bootstrap
+    for t in reversed(range(rewards.shape[0])):
+        last = rewards[t] + discounts[t] * ((1 - lambda_) * next_values[t] + lambda_ * last.detach())
+        out.append(last)
+    return torch.stack(out[::-1])
+
+
+def test_lambda_returns_accepts_a_loop(capsys):
+    checks.check_lambda_returns(returns_loop)
+    assert "Exercise 5.1 passed" in capsys.readouterr().out
+
+
 def test_lambda_returns_accepts_reference(capsys):
     checks.check_lambda_returns(ac.compute_lambda_returns)
     assert "Exercise 5.1 passed" in capsys.readouterr().out
@@ -87,9 +138,17 @@ LAMBDA_RETURNS_MISTAKES = {  # the mistake -> what the check's message must say
     returns_recursion_without_lambda: ["multiplied by d_t only; it needs d_t * lambda"],
     returns_values_last: ["You bootstrap with values[-1] instead of the `bootstrap` argument"],
     returns_start_from_values_last: ["values[-1] instead of the `bootstrap` argument as the start of the recursion"],
-    returns_in_place: ["backpropagating through your returns raised RuntimeError", "in-place operation"],
+    returns_in_place: ["backpropagating from the returns (lambda = 0.95) raised RuntimeError", "in-place operation"],
     returns_numpy: ["raised RuntimeError", "Keep the computation in torch"],
     returns_bootstrap_without_time: ["raised RuntimeError", "bootstrap[None]"],
+    returns_discount_on_bootstrap_only: ["lambda R_{t+1} lacks the discount d_t", "multiplies both terms"],
+    returns_discount_on_recursion_only: ["(1 - lambda) v_{t+1} lacks the discount d_t", "multiplies both terms"],
+    returns_discount_outside: ["You discount the reward r_t too"],
+    returns_values_detached: ["No gradient flows from the returns to the values"],
+    returns_discounts_detached: ["No gradient flows from the returns to the discounts"],
+    returns_next_values_detached: ["No gradient flows from the returns to the values"],
+    returns_recursion_detached: ["Part of the gradient from the returns to the rewards is missing",
+                                 "is R_{t+1}, the return you carry backwards, detached"],
 }
 
 
@@ -111,6 +170,10 @@ def weights_not_detached(discounts):
     return torch.cumprod(torch.cat([torch.ones_like(discounts[:1]), discounts[:-1]], 0), 0)
 
 
+def weights_powers_of_first(discounts):  # gamma^t, with gamma read from the first step
+    return (discounts[:1] ** torch.arange(discounts.shape[0])[:, None]).detach()
+
+
 def test_discount_weights_accepts_reference(capsys):
     checks.check_discount_weights(ac.discount_weights)
     assert "Exercise 5.2 passed" in capsys.readouterr().out
@@ -120,6 +183,7 @@ DISCOUNT_WEIGHTS_MISTAKES = {  # the mistake -> what the check's message must sa
     weights_from_d0: ["start at d_0 instead of 1"],
     weights_not_cumulative: ["not cumulative"],
     weights_not_detached: ["carry a gradient"],
+    weights_powers_of_first: ["powers of the first discount, d_0^t", "prod_{k<t} d_k"],
 }
 
 
@@ -187,6 +251,18 @@ def critic_weighted_sum(values, lambda_returns, discounts):
     return (ac.discount_weights(discounts) * 0.5 * (values - lambda_returns.detach()).pow(2)).sum()
 
 
+def critic_l1(values, lambda_returns, discounts):
+    return F.l1_loss(values, lambda_returns.detach())
+
+
+def critic_weighted_l1(values, lambda_returns, discounts):
+    return (ac.discount_weights(discounts) * 0.5 * (values - lambda_returns.detach()).abs()).mean()
+
+
+def critic_huber(values, lambda_returns, discounts):
+    return F.smooth_l1_loss(values, lambda_returns.detach())
+
+
 def test_critic_loss_accepts_reference(capsys):
     checks.check_critic_loss(ac.compute_critic_loss)
     assert "Exercise 5.3 passed" in capsys.readouterr().out
@@ -199,6 +275,9 @@ CRITIC_LOSS_MISTAKES = {  # the mistake -> (what the check's message must say, w
                           ["detach the target"]),
     critic_half_mse: (["forgot the discount weights"], ["dropped the 0.5"]),
     critic_weighted_sum: (["not the sum"], ["weights"]),
+    critic_l1: (["mean(|v - R|) (F.l1_loss)", "squared error"], []),
+    critic_weighted_l1: (["mean(weights * 0.5 |v - R|)", "squared error"], []),
+    critic_huber: (["Huber loss", "squared error"], []),
 }
 
 
@@ -260,6 +339,16 @@ def imagine_step_detached_action_to_prior(rssm, actor, state):
     return action, rssm.prior(state, action.detach())
 
 
+def imagine_step_state_detached(rssm, actor, state):  # the values are right; the trajectory's gradient is cut
+    action = actor(state.features.detach()).rsample()
+    return action, rssm.prior(state.detach(), action)
+
+
+def imagine_step_deter_detached(rssm, actor, state):
+    action = actor(state.features.detach()).rsample()
+    return action, rssm.prior(state._replace(deter=state.deter.detach()), action)
+
+
 def test_imagine_step_accepts_reference(capsys):
     rng = torch.get_rng_state()
     checks.check_imagine_step(imagine_step)
@@ -276,6 +365,8 @@ IMAGINE_STEP_MISTAKES = {  # the mistake -> what the check's message must say
     imagine_step_prior_arguments_swapped: ["takes the state first, then the action"],
     imagine_step_distribution_to_prior: ["returns a distribution (TanhNormal)", "dist.rsample()"],
     imagine_step_detached_action_to_prior: ["No gradient flows from the next state to the actor"],
+    imagine_step_state_detached: ["the state you pass to rssm.prior is detached", "after one step"],
+    imagine_step_deter_detached: ["no gradient flows from next_state.deter back to its h (state.deter)"],
 }
 
 

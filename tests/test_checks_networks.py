@@ -142,6 +142,21 @@ class DecoderSigmoidNoBias(networks.ConvDecoder):  # two mistakes: the (0, 1) ra
         return _decode(self, features, last=torch.sigmoid, bias=False)
 
 
+class DecoderShiftedSigmoid(networks.ConvDecoder):  # "the pixels are in [-0.5, 0.5], so is the output"
+    def forward(self, features):
+        return _decode(self, features, last=lambda x: torch.sigmoid(x) - 0.5)
+
+
+class DecoderShiftedSigmoidNoBias(networks.ConvDecoder):  # two mistakes: the (-0.5, 0.5) range still shows
+    def forward(self, features):
+        return _decode(self, features, last=lambda x: torch.sigmoid(x) - 0.5, bias=False)
+
+
+class DecoderHalfTanh(networks.ConvDecoder):
+    def forward(self, features):
+        return _decode(self, features, last=lambda x: 0.5 * torch.tanh(x))
+
+
 class DecoderFinalReLU(networks.ConvDecoder):
     def forward(self, features):
         return _decode(self, features, last=torch.relu)
@@ -159,6 +174,9 @@ DECODER_MISTAKES = {  # the mistake -> what the check's message must say
     DecoderFlatBatch: ["shape (6, 3, 64, 64); expected (2, 3, 3, 64, 64)"],
     DecoderSigmoid: ["with a sigmoid after the last transposed conv", "unbounded"],
     DecoderSigmoidNoBias: ["lies in (0, 1)", "as after a sigmoid", "unbounded"],
+    DecoderShiftedSigmoid: ["with sigmoid(x) - 0.5 after the last transposed conv", "unbounded MEAN"],
+    DecoderShiftedSigmoidNoBias: ["lies in (-0.5, 0.5)", "as after sigmoid(x) - 0.5", "unbounded MEAN"],
+    DecoderHalfTanh: ["with 0.5 * tanh(x) after the last transposed conv"],
     DecoderFinalReLU: ["with a ReLU after the last transposed conv"],
     DecoderReLUAfterDense: ["with a ReLU after self.dense"],
 }

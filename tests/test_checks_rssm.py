@@ -105,6 +105,26 @@ def kl_loss_sum_over_time(posterior, prior, free_nats=3.0):
     return torch.clamp(kl.sum(0).mean(), min=free_nats), kl.mean()
 
 
+def kl_per_dimension(q, p):  # the KL of each stoch dimension, not summed over them
+    var_ratio = (q.std / p.std).pow(2)
+    return 0.5 * (var_ratio + ((q.mean - p.mean) / p.std).pow(2) - 1 - var_ratio.log())
+
+
+def kl_loss_free_nats_per_dimension(posterior, prior, free_nats=3.0):
+    kl = kl_per_dimension(posterior, prior)
+    return torch.clamp(kl, min=free_nats).sum(-1).mean(), kl.sum(-1).mean()
+
+
+def kl_loss_free_nats_per_mean_dimension(posterior, prior, free_nats=3.0):
+    kl = kl_per_dimension(posterior, prior).mean((0, 1))
+    return torch.clamp(kl, min=free_nats).sum(), kl.sum()
+
+
+def kl_loss_free_nats_shared_out(posterior, prior, free_nats=3.0):  # "free bits" per dimension
+    kl = kl_per_dimension(posterior, prior)
+    return torch.clamp(kl, min=free_nats / kl.shape[-1]).sum(-1).mean(), kl.sum(-1).mean()
+
+
 KL_LOSS_MISTAKES = {  # the mistake -> what the check's message must say
     kl_loss_per_element: ["clamped each element", "mean(max(KL, free_nats))", "per-element TF1 form the lesson shows"],
     kl_loss_no_clamp: ["clamp is missing"],
@@ -115,6 +135,9 @@ KL_LOSS_MISTAKES = {  # the mistake -> what the check's message must say
     kl_loss_fixed_free_nats: ["you clamp at 3 whatever free_nats says"],
     kl_loss_prior_detached: ["no gradient reaches the prior"],
     kl_loss_sum_over_time: ["summed over time and averaged over the batch"],
+    kl_loss_free_nats_per_dimension: ["applied the free nats to each stoch dimension"],
+    kl_loss_free_nats_per_mean_dimension: ["applied the free nats to each stoch dimension"],
+    kl_loss_free_nats_shared_out: ["applied the free nats to each stoch dimension", "free_nats / stoch"],
 }
 
 
@@ -224,6 +247,118 @@ class PosteriorNoELU(RSSM):
         return self._gaussian(self.posterior_stats(x), prior.deter)
 
 
+class GRUMemoryDetached(RSSM):  # the values are right; the world model stops learning through time
+    def prior(self, prev_state, prev_action):
+        x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
+        deter = self.gru(x, prev_state.deter.detach())
+        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+
+
+class GRUInputDetached(RSSM):
+    def prior(self, prev_state, prev_action):
+        x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1))).detach()
+        deter = self.gru(x, prev_state.deter)
+        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+
+
+class PriorActionDetached(RSSM):
+    def prior(self, prev_state, prev_action):
+        x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action.detach()], -1)))
+        deter = self.gru(x, prev_state.deter)
+        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+
+
+class PriorStatsFromDetachedH(RSSM):
+    def prior(self, prev_state, prev_action):
+        x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
+        deter = self.gru(x, prev_state.deter)
+        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter.detach()))), deter)
+
+
+class PriorDetachesItsH(RSSM):
+    def prior(self, prev_state, prev_action):
+        x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
+        deter = self.gru(x, prev_state.deter).detach()
+        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+
+
+class PriorUnderNoGrad(RSSM):
+    def prior(self, prev_state, prev_action):
+        with torch.no_grad():
+            x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
+            deter = self.gru(x, prev_state.deter)
+        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+
+
+class PosteriorReadsDetachedH(RSSM):
+    def posterior(self, prior, embed):
+        x = F.elu(self.posterior_hidden(torch.cat([prior.deter.detach(), embed], -1)))
+        return self._gaussian(self.posterior_stats(x), prior.deter)
+
+
+class PosteriorReturnsDetachedH(RSSM):
+    def posterior(self, prior, embed):
+        deter = prior.deter.detach()
+        x = F.elu(self.posterior_hidden(torch.cat([deter, embed], -1)))
+        return self._gaussian(self.posterior_stats(x), deter)
+
+
+class PosteriorDetachesOnlyItsH(RSSM):
+    def posterior(self, prior, embed):
+        x = F.elu(self.posterior_hidden(torch.cat([prior.deter, embed], -1)))
+        return self._gaussian(self.posterior_stats(x), prior.deter.detach())
+
+
+class PosteriorEmbedDetached(RSSM):
+    def posterior(self, prior, embed):
+        x = F.elu(self.posterior_hidden(torch.cat([prior.deter, embed.detach()], -1)))
+        return self._gaussian(self.posterior_stats(x), prior.deter)
+
+
+class PosteriorThroughData(RSSM):  # .data is a detach in disguise
+    def posterior(self, prior, embed):
+        x = F.elu(self.posterior_hidden(torch.cat([prior.deter.data, embed], -1)))
+        return self._gaussian(self.posterior_stats(x), prior.deter)
+
+
+class PriorHeadReLU(RSSM):
+    def prior(self, prev_state, prev_action):
+        x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
+        deter = self.gru(x, prev_state.deter)
+        return self._gaussian(self.prior_stats(F.relu(self.prior_hidden(deter))), deter)
+
+
+class PriorInputReLU(RSSM):
+    def prior(self, prev_state, prev_action):
+        x = F.relu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
+        deter = self.gru(x, prev_state.deter)
+        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+
+
+class PosteriorReLU(RSSM):
+    def posterior(self, prior, embed):
+        x = F.relu(self.posterior_hidden(torch.cat([prior.deter, embed], -1)))
+        return self._gaussian(self.posterior_stats(x), prior.deter)
+
+
+class ReLUEverywhere(RSSM):
+    def prior(self, prev_state, prev_action):
+        x = F.relu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
+        deter = self.gru(x, prev_state.deter)
+        return self._gaussian(self.prior_stats(F.relu(self.prior_hidden(deter))), deter)
+
+    def posterior(self, prior, embed):
+        x = F.relu(self.posterior_hidden(torch.cat([prior.deter, embed], -1)))
+        return self._gaussian(self.posterior_stats(x), prior.deter)
+
+
+class PriorHeadTanh(RSSM):
+    def prior(self, prev_state, prev_action):
+        x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
+        deter = self.gru(x, prev_state.deter)
+        return self._gaussian(self.prior_stats(torch.tanh(self.prior_hidden(deter))), deter)
+
+
 RSSM_STEP_MISTAKES = {  # the mistake -> what the check's message must say
     PosteriorWithoutH: ["does not change when h_t changes"],
     NoMinStd: ["without the minimum"],
@@ -241,6 +376,22 @@ RSSM_STEP_MISTAKES = {  # the mistake -> what the check's message must say
     ExpStd: ["std = exp(raw) + min_std", "softplus"],
     PosteriorEmbedFirst: ["concatenated as [embed, h_t]"],
     PosteriorNoELU: ["without the ELU after posterior_hidden"],
+    GRUMemoryDetached: ["h_{t-1} is detached in your GRU step", "can no longer learn through time"],
+    GRUInputDetached: ["z_{t-1} is detached on its way into the GRU"],
+    PriorUnderNoGrad: ["h_t is cut from everything it comes from"],
+    PriorDetachesItsH: ["h_t is cut from everything it comes from"],
+    PriorActionDetached: ["a_{t-1} is detached on its way into the GRU", "no gradient reaches the actor"],
+    PriorStatsFromDetachedH: ["your prior's mean and std read a detached h_t"],
+    PosteriorReadsDetachedH: ["your posterior reads a detached h_t"],
+    PosteriorReturnsDetachedH: ["your posterior's deter is a detached h_t"],
+    PosteriorDetachesOnlyItsH: ["your posterior's deter is a detached h_t"],
+    PosteriorEmbedDetached: ["the embedding is detached in your posterior"],
+    PosteriorThroughData: ["your posterior reads a detached h_t"],
+    PriorHeadReLU: ["with ReLU after prior_hidden where the RSSM uses ELU"],
+    PriorInputReLU: ["with ReLU on the input layer where the RSSM uses ELU"],
+    PosteriorReLU: ["with ReLU after posterior_hidden where the RSSM uses ELU"],
+    ReLUEverywhere: ["with ReLU on the input layer"],
+    PriorHeadTanh: ["with tanh after prior_hidden"],
 }
 
 

@@ -208,6 +208,16 @@ def open_loop_keeps_observing(agent, images, actions, context=5):
 
 
 @torch.no_grad()
+def open_loop_from_posterior_mean(agent, images, actions, context=5):  # "start from the best estimate"
+    rssm = agent.rssm
+    start = rssm.get_initial_state(images.shape[1], agent.device)
+    posterior, _ = rssm.rollout_observation(agent.encoder(preprocess(images[:context])), actions[:context], start)
+    last = posterior.at(-1)
+    prior = rssm.rollout_prior(actions[context:], last._replace(stoch=last.mean))
+    return to_uint8(torch.cat([agent.decoder(posterior.features), agent.decoder(prior.features)]))
+
+
+@torch.no_grad()
 def open_loop_float(agent, images, actions, context=5):
     return open_loop_reference(agent, images, actions, context).float() / 255
 
@@ -221,6 +231,7 @@ OPEN_LOOP_MISTAKES = {  # the mistake -> what the check's message must say
     open_loop_late_actions: ["one step late"],
     open_loop_fresh_start: ["fresh initial state"],
     open_loop_keeps_observing: ["filtered with the posterior"],
+    open_loop_from_posterior_mean: ["starts from the last posterior's MEAN"],
     open_loop_float: ["should be uint8"],
 }
 

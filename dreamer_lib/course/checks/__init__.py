@@ -151,3 +151,49 @@ def same(actual, expected, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
     """True when `actual` is a tensor of `expected`'s shape and values (for naming mistakes)."""
     return (isinstance(actual, torch.Tensor) and tuple(actual.shape) == tuple(expected.shape)
             and torch.allclose(actual.detach().float(), expected.detach().float(), atol=atol, rtol=rtol))
+
+
+def _nonzero(grad) -> bool:
+    return grad is not None and bool(grad.abs().max() > 0)
+
+
+def gradient_paths(exercise: str, outputs: dict, inputs: dict, stops: dict | None = None, what: str = "",
+                   partial: dict | None = None) -> None:
+    """Compare the gradient of each output w.r.t. each input with the reference's, and name where
+    the learner's gradient stops. A value check cannot see a .detach(): the numbers are the same,
+    only the training signal is gone, and a Dreamer run with a cut path trains on silently.
+
+    outputs: {name: (yours, reference)}, tensors already checked to have the same values;
+    inputs: {name: leaf tensor that requires grad}, what both were computed from; stops:
+    {(output name, input name): message} for a path the reference has and yours lacks (the
+    others get a generic message); a key (output name, (input names...)) names a cut of all of
+    those inputs at once, checked first. partial: {(output name, input name): message} for a path
+    that carries a gradient, but not the reference's. Each output is projected on fixed random weights, so that a
+    gradient that only sums to the right total does not pass."""
+    weights = seeded(11)
+    leaves = list(inputs.values())
+    for out_name, (yours, ref) in outputs.items():
+        w = torch.randn(ref.shape, generator=weights)
+        ref_grads = torch.autograd.grad((ref.float() * w).sum(), leaves, allow_unused=True, retain_graph=True)
+        your_grads = [None] * len(leaves)
+        if isinstance(yours, torch.Tensor) and yours.requires_grad:
+            your_grads = call(exercise, torch.autograd.grad, (yours.float() * w).sum(), leaves, allow_unused=True,
+                              retain_graph=True, what=f"backpropagating from {out_name}{what}")
+        cut = tuple(name for name, mine, theirs in zip(inputs, your_grads, ref_grads)
+                    if _nonzero(theirs) and not _nonzero(mine))
+        if cut:
+            stops = stops or {}
+            fail(exercise, stops.get((out_name, cut)) or stops.get((out_name, cut[0])) or
+                 f"no gradient flows from {out_name} back to {' or '.join(cut)}{what}, though the values are right: "
+                 "something on that path is detached, computed under torch.no_grad(), or turned into a number. The "
+                 "reference keeps that path, and training needs it.")
+        for in_name, mine, theirs in zip(inputs, your_grads, ref_grads):
+            if _nonzero(mine) and not _nonzero(theirs):
+                fail(exercise, f"a gradient flows from {out_name} back to {in_name}{what}, where the reference has "
+                               "none: something that should be detached (.detach()) is not.")
+            if _nonzero(theirs) and not torch.allclose(mine.float(), theirs.float(), atol=1e-5, rtol=1e-3):
+                error = (mine.float() - theirs.float()).abs().max()
+                fail(exercise, (partial or {}).get((out_name, in_name)) or
+                     f"the gradient of {out_name} w.r.t. {in_name}{what} differs from the reference's (by up to "
+                     f"{float(error):.3g}) though the values are right: part of that path is detached or passes "
+                     "through a non-differentiable step (.data, a Python number, an in-place copy).")

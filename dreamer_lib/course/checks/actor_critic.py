@@ -11,7 +11,7 @@ import torch
 
 from dreamer_lib import actor_critic as reference
 from dreamer_lib import evaluate
-from dreamer_lib.course.checks import call, expect_close, expect_shape, fail, passed, seeded
+from dreamer_lib.course.checks import call, expect_close, expect_shape, fail, gradient_paths, passed, seeded
 
 H, N = 6, 3  # imagined steps, start states
 
@@ -74,6 +74,15 @@ def _lambda_mistakes(rewards, values, discounts, bootstrap, lambda_):
            "The discounts are missing: both the bootstrap term and the recursion are multiplied by d_t.")
     yield (backwards(right, bootstrap, discounts),
            "The recursion R_{t+1} is multiplied by d_t only; it needs d_t * lambda.")
+    # The discount d_t weighs everything after step t: both terms inside the bracket, not r_t.
+    bracket = "R_t = r_t + d_t ((1 - lambda) v_{t+1} + lambda R_{t+1}): d_t multiplies both terms in the bracket"
+    yield (backwards(right, bootstrap, torch.full_like(discounts, lambda_)),
+           f"The recursion's lambda R_{{t+1}} lacks the discount d_t (only the bootstrap term has it). {bracket}.")
+    yield (backwards(rewards + (1 - lambda_) * next_values, bootstrap, discounts * lambda_),
+           f"The bootstrap term (1 - lambda) v_{{t+1}} lacks the discount d_t (only the recursion has it). {bracket}.")
+    yield (backwards(discounts * (rewards + (1 - lambda_) * next_values), bootstrap, discounts * lambda_),
+           f"You discount the reward r_t too (d_t outside the bracket): it is received at step t, before the "
+           f"discount d_t, which weighs only what comes after. {bracket}, not r_t.")
 
 
 def check_lambda_returns(compute_lambda_returns) -> None:
@@ -99,10 +108,24 @@ def check_lambda_returns(compute_lambda_returns) -> None:
         if not actual.requires_grad:
             fail(ex, "The returns carry no gradient. The actor learns by backpropagating the returns into the "
                      "imagined rewards and values, so do not detach (or use .item()/numpy) inside this function.")
-        grads = call(ex, torch.autograd.grad, actual.sum(), (rewards, values, bootstrap), allow_unused=True,
-                     what="backpropagating through your returns")
-        if any(g is None or not torch.isfinite(g).all() for g in grads):
-            fail(ex, "The gradient does not reach rewards, values and bootstrap: keep the computation in torch.")
+        learns = ("The actor learns by backpropagating the returns into the imagined {what}, so keep the whole "
+                  "recursion in torch, undetached (no .detach(), .item(), numpy or torch.no_grad()).")
+        gradient_paths(ex, {"the returns": (actual, expected)},
+                       {"rewards": rewards, "values": values, "discounts": discounts, "bootstrap": bootstrap},
+                       what=f" (lambda = {lambda_})", stops={
+            ("the returns", "rewards"): "No gradient flows from the returns to the rewards. "
+                                        + learns.format(what="rewards"),
+            ("the returns", "values"): "No gradient flows from the returns to the values. "
+                                       + learns.format(what="values (the critic's bootstrap at each step)"),
+            ("the returns", "bootstrap"): "No gradient flows from the returns to the bootstrap value. "
+                                          + learns.format(what="values, the last one included"),
+            ("the returns", "discounts"): "No gradient flows from the returns to the discounts. "
+                                          + learns.format(what="discounts (with a continue head, the actor learns "
+                                                               "to avoid the ends of episodes through them)")},
+                       partial={("the returns", "rewards"): "Part of the gradient from the returns to the rewards is "
+                                "missing: is R_{t+1}, the return you carry backwards, detached in your recursion? The "
+                                "return at step t depends on every later reward through R_{t+1}, and the actor "
+                                "learns from that whole path."})
     passed(ex, "lambda-returns match equation 6 for lambda = 0.95, 0 and 1, and keep their gradient.")
 
 
@@ -121,6 +144,12 @@ def check_discount_weights(discount_weights) -> None:
         if _matches(actual, d) or _matches(actual, torch.cat([torch.ones_like(d[:1]), d[:-1]])):
             fail(ex, "Your weights are not cumulative: the probability of reaching step t is the PRODUCT of the "
                      "discounts before it (torch.cumprod along time), not the discount of one step.")
+        steps = torch.arange(H, dtype=d.dtype)[:, None]
+        if _matches(actual, d[:1] ** steps) or _matches(actual, d[:1] ** (steps + 1)):
+            fail(ex, "Your weights are powers of the first discount, d_0^t (gamma^t): that holds only when every "
+                     "step has the same discount. Each imagined step has its own d_k (a learned continue head "
+                     "predicts it), so the weight of step t is the product prod_{k<t} d_k: shift by one, then "
+                     "torch.cumprod along time.")
         if _matches(actual, torch.ones_like(d)):
             fail(ex, "Your weights are all ones: they must fall with the discounts, prod_{k<t} d_k.")
         expect_close(ex, "discount_weights(discounts)", actual, expected)
@@ -203,6 +232,17 @@ def check_critic_loss(compute_critic_loss) -> None:
                              if not (weighted or half) else "")
                     fail(ex, intro + " ".join(f"({i}) {missing[key]}" if intro else missing[key]
                                               for i, key in enumerate(found, 1)))
+        absolute = {"mean(weights * 0.5 |v - R|)": (weights * 0.5 * (v - r).abs()).mean(),
+                    "mean(weights * |v - R|)": (weights * (v - r).abs()).mean(),
+                    "mean(|v - R|) (F.l1_loss)": (v - r).abs().mean(),
+                    "a Huber loss (F.smooth_l1_loss)": torch.nn.functional.smooth_l1_loss(v, r),
+                    "a weighted Huber loss": (weights * torch.nn.functional.smooth_l1_loss(v, r, reduction="none"))
+                    .mean()}
+        for form, candidate in absolute.items():
+            if _matches(actual, candidate):
+                fail(ex, f"Your loss is {form}, built on the absolute error. Dreamer's critic regresses the "
+                         "returns with the squared error, the negative log-likelihood of a unit-variance Gaussian: "
+                         "mean(discount_weights(discounts) * 0.5 * (values - lambda_returns.detach())^2).")
         expect_close(ex, "critic loss", actual, expected)
     if not_detached:
         fail(ex, missing["detach"])
@@ -266,8 +306,17 @@ def check_imagine_step(imagine_step) -> None:
                  "carries its gradient through rssm.prior; detaching only the actor's input means the actor "
                  "is not trained to move the states it reads (as rollout_imagination and the official code).")
     if not next_state.deter.requires_grad or call(
-            ex, torch.autograd.grad, next_state.deter.sum(), actor.net[0].weight, allow_unused=True,
+            ex, torch.autograd.grad, next_state.deter.sum(), actor.net[0].weight, allow_unused=True, retain_graph=True,
             what="backpropagating from your next state")[0] is None:
         fail(ex, "No gradient flows from the next state to the actor: pass the sampled action to rssm.prior.")
+    gradient_paths(ex, {f"next_state.{field}": (getattr(next_state, field), getattr(ref_state, field))
+                        for field in ("deter", "mean", "std")},
+                   {"the state's z (state.stoch)": state.stoch, "its h (state.deter)": state.deter},
+                   what=" in one imagination step", stops={
+        ("next_state.deter", ("the state's z (state.stoch)", "its h (state.deter)")):
+            "the state you pass to rssm.prior is detached: no gradient flows from the next imagined state back to "
+            "this one, so the return's gradient stops after one step of the trajectory, and each action is trained "
+            "only for its effect on the very next state's reward and value. Detach only the actor's input, "
+            "actor(state.features.detach()), and give rssm.prior the state itself (as rollout_imagination)."})
     passed(ex, "one imagination step samples a differentiable action from the detached features and steps "
                "the prior, exactly as RSSM.rollout_imagination.")

@@ -118,9 +118,14 @@ def check_conv_encoder(cls) -> None:
     passed(exercise, "ConvEncoder maps (..., 3, 64, 64) to (..., 1024) exactly as the reference.")
 
 
-def _bounded(exercise: str, actual) -> None:
+def _bounded(exercise: str, actual, expected) -> None:
     """A squashed output names its squashing, whatever else differs."""
     low, high = float(actual.min()), float(actual.max())
+    if -0.5 < low and high < 0.5 and float(expected.abs().max()) > 0.5:
+        fail(exercise, f"every value of your decoder's output lies in (-0.5, 0.5) (min {low:.3g}, max {high:.3g}), as "
+                       "after sigmoid(x) - 0.5 or 0.5 * tanh(x); the reference's reaches "
+                       f"{float(expected.abs().max()):.3g}. The decoder outputs the unbounded MEAN of a Gaussian over "
+                       "the pixels in preprocess's [-0.5, 0.5] space: no activation after the last transposed conv.")
     if low > 0 and high < 1:
         fail(exercise, f"every value of your decoder's output lies in (0, 1) (min {low:.3g}, max {high:.3g}), as after "
                        "a sigmoid. The decoder outputs the mean of a Gaussian over the pixels in preprocess's "
@@ -169,6 +174,13 @@ def check_conv_decoder(cls) -> None:
                 "with a tanh after the last transposed conv: the decoder outputs the MEAN of a Gaussian over pixels, "
                 "unbounded; no activation at the end":
                     last(torch.tanh(r.deconvs(torch.relu(grid + r.deconv1_bias)))),
+                "with sigmoid(x) - 0.5 after the last transposed conv: the shift matches preprocess's [-0.5, 0.5] "
+                "range, but the output is the unbounded MEAN of a Gaussian over those pixels (a bounded mean "
+                "flattens the gradient near the ends); no activation at the end":
+                    last(torch.sigmoid(r.deconvs(torch.relu(grid + r.deconv1_bias))) - 0.5),
+                "with 0.5 * tanh(x) after the last transposed conv: the scale matches preprocess's [-0.5, 0.5] range, "
+                "but the output is the unbounded MEAN of a Gaussian over those pixels; no activation at the end":
+                    last(0.5 * torch.tanh(r.deconvs(torch.relu(grid + r.deconv1_bias)))),
                 "when reshaping deconv1's output as (N, 5, 5, channels) instead of (N, channels, 5, 5)":
                     last(r.deconvs(torch.relu(x.reshape(-1, 5, 5, 4 * depth).permute(0, 3, 1, 2) + r.deconv1_bias))),
                 "with a ReLU after self.dense": last(r.deconvs(torch.relu(
@@ -176,5 +188,5 @@ def check_conv_decoder(cls) -> None:
                     + r.deconv1_bias))),
             }
         _diagnose(exercise, f"your decoder's output for features {shape}", actual, expected, mistakes, hint,
-                  properties=lambda: _bounded(exercise, actual))
+                  properties=lambda: _bounded(exercise, actual, expected))
     passed(exercise, "ConvDecoder maps (..., features) to (..., 3, 64, 64) exactly as the reference.")

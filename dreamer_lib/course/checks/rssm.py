@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from dreamer_lib import rssm as reference
-from dreamer_lib.course.checks import call, expect_close, expect_shape, fail, passed, same, seeded
+from dreamer_lib.course.checks import (call, expect_close, expect_shape, fail, gradient_paths, passed, same,
+                                       seeded)
 from dreamer_lib.rssm import RSSMState
 
 
@@ -120,7 +121,17 @@ def check_kl_loss(kl_loss) -> None:
     post, prior, mean = _states_with_kl(kls)
     loss, logged = _call_kl_loss(ex, kl_loss, post, prior, 3.0)
     value = float(loss.detach())
+    per_dim = torch.distributions.kl_divergence(_normal(post), _normal(prior)).detach()  # (T, B, stoch)
+    per_dim_message = ("the loss is {v:.4g} = " + "{form}: you applied the free nats to each stoch dimension. "
+                       "They bound the KL of the whole state (summed over its dimensions, averaged over batch and time): "
+                       "torch.clamp(kl_divergence(posterior, prior).mean(), min=free_nats).")
     known = {
+        float(per_dim.clamp(min=3.0).sum(-1).mean()): per_dim_message.replace(
+            "{form}", "mean over states of sum over dims of max(KL_dim, free_nats)"),
+        float(per_dim.mean((0, 1)).clamp(min=3.0).sum()): per_dim_message.replace(
+            "{form}", "sum over dims of max(mean KL_dim, free_nats)"),
+        float(per_dim.clamp(min=1.0).sum(-1).mean()): per_dim_message.replace(
+            "{form}", "the free nats shared out over the dimensions, max(KL_dim, free_nats / stoch)"),
         float(kls.sum()): "the loss is {v:.4g}, the SUM of the KLs over batch and time: average them (.mean()).",
         3.75: "the loss is mean(max(KL, free_nats)) = {v:.4g}: " + TF1 + ". Expected 3.0 here: the mean KL is 2.5, "
               "below the 3 free nats.",
@@ -210,14 +221,15 @@ def check_kl_loss(kl_loss) -> None:
     passed(ex, "free nats clamp the batch-mean KL; the raw mean KL is returned for logging.")
 
 
-def _check_gaussian(ex: str, name: str, out, expected, stats_layer, min_std: float) -> None:
+def _check_gaussian(ex: str, name: str, out, expected, stats_layer, min_std: float, recipe: str) -> None:
+    """recipe: how the reference computes this Gaussian's stats, for the hint when they differ."""
     for field in ("mean", "std", "stoch", "deter"):
         if not hasattr(out, field):
             fail(ex, f"{name} should return an RSSMState(mean, std, stoch, deter); got {type(out).__name__}, which "
                      f"has no field {field!r}" + (" (did you forget `return`?)" if out is None else "") + ".")
     expect_close(ex, f"{name}.deter", out.deter, expected.deter)
     expect_close(ex, f"{name}.mean", out.mean, expected.mean,
-                 hint="The first half of the stats layer's output is the mean (stats.chunk(2, -1)).")
+                 hint=f"The reference: mean, raw_std = {recipe}.chunk(2, -1).")
     if torch.allclose(out.std.float() + min_std, expected.std, atol=1e-5):
         fail(ex, f"{name}.std is softplus(x), without the minimum: std = softplus(x) + min_std "
                  f"(min_std={min_std}), which keeps the distributions from collapsing to a point.")
@@ -227,7 +239,7 @@ def _check_gaussian(ex: str, name: str, out, expected, stats_layer, min_std: flo
         fail(ex, f"{name}.stoch carries no gradient. Sample with the reparameterisation trick, "
                  "stoch = mean + std * torch.randn_like(std), not with .sample(), under no_grad, or detached: "
                  "the world model and the actor learn by backpropagating through these samples.")
-    grads = call(ex, torch.autograd.grad, out.stoch.sum(), stats_layer.weight, allow_unused=True,
+    grads = call(ex, torch.autograd.grad, out.stoch.sum(), stats_layer.weight, allow_unused=True, retain_graph=True,
                  what=f"backpropagating from {name}.stoch")[0]
     stoch_size = out.mean.shape[-1]
     if grads is None or grads[:stoch_size].abs().max() == 0:
@@ -241,6 +253,10 @@ def _check_gaussian(ex: str, name: str, out, expected, stats_layer, min_std: flo
     if not (abs(float(noise.mean())) < 0.3 and 0.75 < float(noise.std()) < 1.25):
         fail(ex, f"(stoch - mean) / std should be standard normal noise; it has mean {float(noise.mean()):.3g} "
                  f"and std {float(noise.std()):.3g}. Use std * torch.randn_like(std).")
+
+
+# Activations a learner may reach for instead of the ELU the official RSSM uses everywhere.
+OTHER_ACTIVATIONS = {"ReLU": F.relu, "tanh": torch.tanh}
 
 
 def _prior_mistakes(ref, prev: RSSMState, action: torch.Tensor):
@@ -259,6 +275,10 @@ def _prior_mistakes(ref, prev: RSSMState, action: torch.Tensor):
     yield ({"deter": ref.gru(ref.input_layer(x_in), prev.deter)},
            "prior(...).deter is what you get without the ELU on the input layer: x = "
            "F.elu(self.input_layer(cat[z_{t-1}, a_{t-1}])) before the GRU (as the official img_step).")
+    for other in OTHER_ACTIVATIONS:
+        yield ({"deter": ref.gru(OTHER_ACTIVATIONS[other](ref.input_layer(x_in)), prev.deter)},
+               f"prior(...).deter is what you get with {other} on the input layer where the RSSM uses ELU: x = "
+               "F.elu(self.input_layer(cat[z_{t-1}, a_{t-1}])) (the official code's activation throughout the RSSM).")
     yield ({"deter": ref.gru(F.elu(ref.input_layer(torch.cat([action, prev.stoch], -1))), prev.deter)},
            "prior(...).deter is what you get with the input concatenated as [a_{t-1}, z_{t-1}]: the input layer "
            "was built for torch.cat([prev_state.stoch, prev_action], -1), stoch first.")
@@ -273,6 +293,10 @@ def _prior_mistakes(ref, prev: RSSMState, action: torch.Tensor):
     yield ({"deter": h, "stats": ref.prior_stats(ref.prior_hidden(h))},
            "your prior's mean and std are what you get without the ELU after prior_hidden: "
            "self.prior_stats(F.elu(self.prior_hidden(h_t))).")
+    for other in OTHER_ACTIVATIONS:
+        yield ({"deter": h, "stats": ref.prior_stats(OTHER_ACTIVATIONS[other](ref.prior_hidden(h)))},
+               f"your prior's mean and std are what you get with {other} after prior_hidden where the RSSM uses ELU: "
+               "self.prior_stats(F.elu(self.prior_hidden(h_t))).")
 
 
 def _gaussian_mistakes(stats: torch.Tensor, min_std: float):
@@ -313,9 +337,10 @@ def check_rssm_step(RSSM) -> None:
     except RuntimeError as error:
         fail(ex, f"your RSSM's parameters differ from the reference's (keep __init__ as given): {error}")
     g = seeded(3)
-    prev = _random_state(g, batch, stoch=stoch, deter=deter)
-    action = torch.rand(batch, action_size, generator=g) * 2 - 1
-    embed = torch.randn(batch, embed_size, generator=g)
+    # Leaves that require grad: the gradient paths through the step are checked after its values.
+    prev = RSSMState(*(x.requires_grad_(True) for x in _random_state(g, batch, stoch=stoch, deter=deter)))
+    action = (torch.rand(batch, action_size, generator=g) * 2 - 1).requires_grad_(True)
+    embed = torch.randn(batch, embed_size, generator=g).requires_grad_(True)
     prior_hints = ((r"shape|size|mat1|match", "The prior step: x = F.elu(self.input_layer(torch.cat([prev_state.stoch, "
                     "prev_action], -1))), deter = self.gru(x, prev_state.deter), then self._gaussian(self.prior_stats("
                     "F.elu(self.prior_hidden(deter))), deter)."),)
@@ -341,10 +366,33 @@ def check_rssm_step(RSSM) -> None:
                             fail(ex, f"in _gaussian (seen in prior(...)): {message}")
         expect_close(ex, "prior(...).deter", prior.deter, ref_prior.deter,
                      hint="h_t = self.gru(x, h_{t-1}) with x = elu(self.input_layer(cat[z_{t-1}, a_{t-1}])).")
-    _check_gaussian(ex, "prior(...)", prior, ref_prior, model.prior_stats, min_std)
+    _check_gaussian(ex, "prior(...)", prior, ref_prior, model.prior_stats, min_std,
+                    recipe="self.prior_stats(F.elu(self.prior_hidden(h_t)))")
+    h, z, a = "h_{t-1} (prev_state.deter)", "z_{t-1} (prev_state.stoch)", "a_{t-1} (prev_action)"
+    reads_detached_h = ("your prior's mean and std read a detached h_t (self.prior_hidden(deter.detach()), or the "
+                        "stats detached): the KL term can no longer train the GRU, so h_t is not shaped to predict "
+                        "z_t.")
+    gradient_paths(ex, {f"prior(...).{field}": (getattr(prior, field), getattr(ref_prior, field))
+                        for field in ("deter", "mean", "std")},
+                   {h: prev.deter, z: prev.stoch, a: action}, what=" in one prior step", stops={
+        ("prior(...).deter", (h, z, a)): "h_t is cut from everything it comes from (the GRU step under "
+                                         "torch.no_grad(), or its output detached): no gradient flows from h_t back "
+                                         "to h_{t-1}, z_{t-1} or a_{t-1}, so the world model cannot learn through "
+                                         "time and the actor's gradient cannot reach its actions.",
+        ("prior(...).deter", h): "h_{t-1} is detached in your GRU step (self.gru(x, prev_state.deter.detach()), or "
+                                 "under torch.no_grad()): no gradient flows from h_t back to h_{t-1}, so the world "
+                                 "model can no longer learn through time: a loss at step t cannot train what the model "
+                                 "remembered from the steps before it.",
+        ("prior(...).deter", z): "z_{t-1} is detached on its way into the GRU (prev_state.stoch.detach(), or the input "
+                                 "x detached): the losses at step t can no longer train the stochastic state of step "
+                                 "t-1, and the actor's gradient cannot flow back along an imagined trajectory.",
+        ("prior(...).deter", a): "a_{t-1} is detached on its way into the GRU: the actor learns by backpropagating the "
+                                 "imagined return through this prior step into its actions (section 3); with the "
+                                 "action detached, no gradient reaches the actor.",
+        ("prior(...).mean", h): reads_detached_h, ("prior(...).std", h): reads_detached_h})
 
     # Posterior: same h_t, plus the embedding.
-    given = ref_prior.detach()
+    given = RSSMState(*(x.detach().requires_grad_(True) for x in ref_prior))
     torch.manual_seed(2)
     post = call(ex, model.posterior, given, embed, what="calling your RSSM.posterior(prior, embed)",
                 hints=posterior_hints)
@@ -361,16 +409,35 @@ def check_rssm_step(RSSM) -> None:
             fail(ex, "the posterior's deter should be the prior's h_t itself: the observation only changes z_t.")
         with torch.no_grad():
             swapped = ref.posterior_stats(F.elu(ref.posterior_hidden(torch.cat([embed, given.deter], -1))))
-            unactivated = ref.posterior_stats(ref.posterior_hidden(torch.cat([given.deter, embed], -1)))
-        for stats, message in ((swapped, "the posterior's input is concatenated as [embed, h_t]: the layer was built "
-                                         "for torch.cat([prior.deter, embed], -1), h_t first."),
-                               (unactivated, "the posterior's mean and std are what you get without the ELU after "
-                                             "posterior_hidden: "
-                                             "self.posterior_stats(F.elu(self.posterior_hidden(...)))."
-                                )):
+            hidden = ref.posterior_hidden(torch.cat([given.deter, embed], -1))
+        variants = [(swapped, "the posterior's input is concatenated as [embed, h_t]: the layer was built for "
+                              "torch.cat([prior.deter, embed], -1), h_t first."),
+                    (ref.posterior_stats(hidden), "the posterior's mean and std are what you get without the ELU after "
+                                                  "posterior_hidden: self.posterior_stats(F.elu(self.posterior_hidden("
+                                                  "...))).")]
+        variants += [(ref.posterior_stats(activation(hidden)),
+                      f"the posterior's mean and std are what you get with {other} after posterior_hidden where the "
+                      "RSSM uses ELU: self.posterior_stats(F.elu(self.posterior_hidden(...))).")
+                     for other, activation in OTHER_ACTIVATIONS.items()]
+        for stats, message in variants:
             if same(post.mean, stats.float().chunk(2, -1)[0]):
                 fail(ex, message)
-    _check_gaussian(ex, "posterior(...)", post, ref_post, model.posterior_stats, min_std)
+    _check_gaussian(ex, "posterior(...)", post, ref_post, model.posterior_stats, min_std,
+                    recipe="self.posterior_stats(F.elu(self.posterior_hidden(torch.cat([prior.deter, embed], -1))))")
+    h, e = "h_t (prior.deter)", "e_t (embed)"
+    reads_detached_h = ("your posterior reads a detached h_t (posterior_hidden(cat[prior.deter.detach(), embed]), or "
+                        "under torch.no_grad()): the reconstruction, reward and KL losses can no longer train the GRU "
+                        "through the posterior, so the model's memory h_t learns nothing from the images.")
+    reads_detached_e = ("the embedding is detached in your posterior (embed.detach(), or under torch.no_grad()): the "
+                        "encoder gets no gradient and never learns to see.")
+    gradient_paths(ex, {f"posterior(...).{field}": (getattr(post, field), getattr(ref_post, field))
+                        for field in ("deter", "mean", "std")},
+                   {h: given.deter, e: embed}, what=" in one posterior step", stops={
+        ("posterior(...).deter", h): "your posterior's deter is a detached h_t: return prior.deter itself. The decoder "
+                                     "and the reward head read [z_t, h_t] from the posterior, so with h_t detached "
+                                     "their losses can no longer train the GRU.",
+        ("posterior(...).mean", h): reads_detached_h, ("posterior(...).std", h): reads_detached_h,
+        ("posterior(...).mean", e): reads_detached_e, ("posterior(...).std", e): reads_detached_e})
 
     # The rollouts use the two methods: shapes of a short filtered sequence.
     embeds = torch.randn(3, 4, embed_size, generator=g)

@@ -212,6 +212,13 @@ def _reference_variants(agent, images, actions, context):
                                                                      rssm.get_initial_state(images.shape[1],
                                                                                             images.device)))
         torch.manual_seed(0)
+        post = observe(images[:context], actions[:context])
+        last = post.at(-1)
+        variants["the prior starts from the last posterior's MEAN (stoch = mean): continue from the posterior state "
+                 "itself, posteriors.at(-1), whose stoch is the sample the model filtered with; the prior's own "
+                 "noise comes after"] = decode(post, rssm.rollout_prior(actions[context:],
+                                                        last._replace(stoch=last.mean)))
+        torch.manual_seed(0)
         variants["the frames after the context are filtered with the posterior (the model keeps seeing the real "
                  "frames): after the context only the prior may run, with rollout_prior"] = decode(
             observe(images, actions))
