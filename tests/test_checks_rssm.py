@@ -44,6 +44,18 @@ def kl_with_missing_attribute(q, p):
     return 0.5 * (q.var / p.var).sum(-1)  # RSSMState has std, not var
 
 
+def kl_prior_detached(q, p):  # the right numbers; the prior would never learn
+    return rssm.kl_divergence(q, p.detach())
+
+
+def kl_posterior_std_detached(q, p):
+    return rssm.kl_divergence(q._replace(std=q.std.detach()), p)
+
+
+def kl_of_samples(q, p):  # reads the sample where the mean belongs
+    return rssm.kl_divergence(q._replace(mean=q.stoch), p._replace(mean=p.stoch))
+
+
 KL_DIVERGENCE_MISTAKES = {  # the mistake -> what the check's message must say
     kl_wrong_direction: ["other direction"],
     kl_not_summed: ["SUM of the per-dimension KLs"],
@@ -51,6 +63,9 @@ KL_DIVERGENCE_MISTAKES = {  # the mistake -> what the check's message must say
     kl_std_as_variance: ["std is treated as the variance"],
     kl_unsquared_ratio: ["std ratio is not squared"],
     kl_with_missing_attribute: ["raised AttributeError", "q.var / p.var"],  # the learner's line, quoted
+    kl_prior_detached: ["no gradient flows from your KL back to p.mean", "trains both sides"],
+    kl_posterior_std_detached: ["no gradient flows from your KL back to q.std"],
+    kl_of_samples: ["the samples (stoch) where the means belong"],
 }
 
 

@@ -25,11 +25,18 @@ def _normal(state: RSSMState) -> torch.distributions.Normal:
     return torch.distributions.Normal(state.mean, state.std)
 
 
+def _leaf_state(generator, *shape, stoch: int) -> RSSMState:
+    """A state with unequal stds whose mean and std are leaves that require grad (its sample is
+    another tensor, so that a formula that reads stoch for mean does not pass)."""
+    state = _random_state(generator, *shape, stoch=stoch)
+    return state._replace(mean=state.mean.requires_grad_(True), std=state.std.requires_grad_(True))
+
+
 def check_kl_divergence(kl_divergence) -> None:
     """kl_divergence(q, p) -> KL(q || p) summed over the stoch dimension, shape (...)."""
     ex = "3.1"
     g = seeded(0)
-    q, p = _random_state(g, 5, 4, stoch=6), _random_state(g, 5, 4, stoch=6)
+    q, p = _leaf_state(g, 5, 4, stoch=6), _leaf_state(g, 5, 4, stoch=6)
     expected = torch.distributions.kl_divergence(_normal(q), _normal(p)).sum(-1)
     out = call(ex, kl_divergence, q, p, what="calling your kl_divergence(q, p)")
     if isinstance(out, torch.Tensor) and tuple(out.shape) == (5, 4, 6):
@@ -54,6 +61,10 @@ def check_kl_divergence(kl_divergence) -> None:
             "what you get with log(sigma_q / sigma_p) where log(sigma_q^2 / sigma_p^2) belongs (a factor 2 on "
             "the log term): the log term is a log of the VARIANCE ratio":
                 0.5 * (var_ratio + mean_term - 1 - (q.std / p.std).log()).sum(-1),
+            "what you get with the samples (stoch) where the means belong: the KL between two Gaussians depends "
+            "on their parameters, mean and std, not on a draw from them":
+                torch.distributions.kl_divergence(torch.distributions.Normal(q.stoch, q.std),
+                                                  torch.distributions.Normal(p.stoch, p.std)).sum(-1),
             "what you get when std is treated as the variance (std = sqrt(variance) throughout)":
                 torch.distributions.kl_divergence(torch.distributions.Normal(q.mean, q.std.sqrt()),
                                                   torch.distributions.Normal(p.mean, p.std.sqrt())).sum(-1),
@@ -64,6 +75,12 @@ def check_kl_divergence(kl_divergence) -> None:
     expect_close(ex, "KL(q || p)", out, expected, atol=1e-4,
                  hint="Compare with torch.distributions.kl_divergence(Normal(q.mean, q.std), "
                       "Normal(p.mean, p.std)).sum(-1).")
+    trains = ("The KL term trains both sides: it pulls the prior towards what the posterior saw (so that it learns to "
+              "predict) and the posterior towards the prior. Keep the whole formula in torch, undetached.")
+    gradient_paths(ex, {"KL(q || p)": (out, expected)},
+                   {"q.mean": q.mean, "q.std": q.std, "p.mean": p.mean, "p.std": p.std},
+                   stops={("KL(q || p)", name): f"no gradient flows from your KL back to {name}. {trains}"
+                          for name in ("q.mean", "q.std", "p.mean", "p.std")})
     itself = call(ex, kl_divergence, q, q, what="calling your kl_divergence(q, q)")
     expect_close(ex, "KL(q || q)", itself, torch.zeros(5, 4), atol=1e-5, hint="The KL of a distribution to itself is 0.")
     passed(ex, "KL(q || p) of diagonal Gaussians matches torch.distributions, summed over stoch dims.")
@@ -78,13 +95,6 @@ def _states_with_kl(kls: torch.Tensor, stoch: int = 3):
     ones, zeros = torch.ones(*kls.shape, stoch), torch.zeros(*kls.shape, stoch)
     deter = torch.zeros(*kls.shape, 2)
     return RSSMState(mean, ones, mean, deter), RSSMState(zeros, ones, zeros, deter), mean
-
-
-def _leaf_state(generator, *shape, stoch: int) -> RSSMState:
-    """A state with unequal stds whose mean and std are leaves that require grad."""
-    state = _random_state(generator, *shape, stoch=stoch)
-    mean, std = state.mean.requires_grad_(True), state.std.requires_grad_(True)
-    return RSSMState(mean, std, mean, state.deter)
 
 
 TF1 = ("you clamped each element, the per-element TF1 form the lesson shows for comparison "
