@@ -54,3 +54,24 @@ def test_animation_html_rejects_bad_frames():
         pictures.animation_html(np.zeros((3, 8, 8, 3), np.float32))
     with pytest.raises(ValueError, match=r"\(T, H, W, 3\)"):
         pictures.animation_html(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_diagnosis_figure_uses_one_y_scale_per_column():
+    """A row whose KL spans a factor of 1000 makes the KL column logarithmic in every row, so
+    that the rows compare; a column that spans little stays linear in every row."""
+    import matplotlib.pyplot as plt
+
+    frames = np.zeros((8, 64, 64, 3), np.uint8)
+
+    def run(kl):
+        traces = {"real": frames, "posterior": frames, "open_loop": frames, "error_posterior": np.zeros(8),
+                  "error_open_loop": np.zeros(8), "kl": np.asarray(kl, np.float64), "start": 2}
+        return traces, [{"image_loss": 1.0 + 0.1 * i, "kl": 3.0} for i in range(5)]
+
+    figure = pictures.diagnosis_figure({"control": run(np.linspace(1, 2, 8)), "broken": run(np.geomspace(0.01, 10, 8))},
+                                       t=4)
+    axes = np.asarray(figure.axes).reshape(2, 6)
+    assert [ax.get_yscale() for ax in axes[:, 3]] == ["log", "log"]  # KL per step: one row spans 1000x
+    assert [ax.get_yscale() for ax in axes[:, 4]] == ["linear", "linear"]  # image_loss
+    assert axes[1, 3].get_xlabel() == "episode step" and axes[1, 4].get_xlabel() == "updates"
+    plt.close(figure)

@@ -155,6 +155,9 @@ def test_dream_strip_has_a_column_per_shown_step(history, every, columns):
     sizes = [t.get_fontsize() for ax in figure.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label)
              if t.get_text()]
     assert sizes and min(sizes) >= 9
+    labels = [figure.axes[row * columns].get_ylabel() for row in range(3)]
+    assert labels[0] == "real" and labels[1].startswith("dream") and labels[2].startswith("|dream - real|"), labels
+    assert figure.axes[2 * columns].axison  # the error row's label shows though its first panel is empty
     plt.close(figure)
 
 

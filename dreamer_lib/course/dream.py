@@ -211,12 +211,12 @@ def dream_strip(history: dict, every: int = 1, title: str | None = None) -> plt.
         steps.append(len(history["step"]) - 1)
     columns = 1 + len(steps)
     fig, axes = plt.subplots(3, columns, figsize=(1.35 * columns + 0.6, 5.3), squeeze=False)
-    labels = ("real", "dream (prior)", "|dream - real|")
+    labels = ("real", "dream (prior)", "|dream - real|\n(pixels, 0-255)")
     for row, label in enumerate(labels):
         axes[row][0].set_ylabel(label, fontsize=FONT)
     axes[0][0].imshow(history["start_real"])
     axes[1][0].imshow(history["start_dream"])
-    axes[2][0].axis("off")
+    axes[2][0].set_frame_on(False)  # no error at the start; the row keeps its label
     axes[0][0].set_title("start (seen)", fontsize=FONT)
     axes[1][0].set_xlabel("posterior", fontsize=FONT)
     for column, k in enumerate(steps, 1):

@@ -207,9 +207,9 @@ def debugger_frame(traces: dict, t: int) -> plt.Figure:
         ax.set_yticks([])
     steps = np.arange(length)
     imagined_steps = np.arange(start + 1, start + 1 + len(traces["imagined_reward"]))
-    panels = [("reward", [("reward", "real", "k"), ("reward_posterior", "pred. (posterior)", "C0"),
+    panels = [("reward (env units)", [("reward", "real", "k"), ("reward_posterior", "pred. (posterior)", "C0"),
                           ("reward_open_loop", "pred. (open loop)", "C3")], "imagined_reward"),
-              ("value", [("value", "critic (posterior)", "C2")], "imagined_value"),
+              ("value (env units)", [("value", "critic (posterior)", "C2")], "imagined_value"),
               ("KL(post || prior) [nats]", [("kl", "per step", "C4")], None)]
     for i, (name, lines, imagined) in enumerate(panels):
         ax = fig.add_subplot(grid[1, 4 * i:4 * i + 4])
@@ -318,14 +318,16 @@ def diagnosis_figure(runs: dict, t: int, control: str | None = None,
     squared pixel error at t), KL(posterior || prior) along the episode, then each of `curves`
     against updates. The `control` run (default: the first) is drawn in grey in every other
     row's plots, so each row reads as "this setting vs the healthy one". A dotted line marks
-    `free_nats` on the KL plots (None: no line). All text is 9 pt or larger; a plot whose
-    positive values span more than a factor of 30 gets a log axis with plain-number ticks."""
+    `free_nats` on the KL plots (None: no line). All text is 9 pt or larger; a column whose
+    positive values (all rows together) span more than a factor of 30 gets a log axis with
+    plain-number ticks in every row."""
     names = list(runs)
     control = control or names[0]
     columns = 4 + len(curves)
     fig, axes = plt.subplots(len(names), columns, figsize=(1.45 * (3 + 2 * (columns - 3)), 2.0 * len(names) + 0.5),
                              squeeze=False, gridspec_kw={"width_ratios": [1, 1, 1] + [2] * (columns - 3)})
     base_traces, base_history = runs[control]
+    column_values = {i: [] for i in range(3, columns)}
     for row, name in enumerate(names):
         traces, history = runs[name]
         ax = axes[row]
@@ -338,21 +340,26 @@ def diagnosis_figure(runs: dict, t: int, control: str | None = None,
             if row == 0:
                 ax[i].set_title(f"{label}, t={t}" if i == 0 else label, fontsize=10)
         ax[0].set_ylabel(name, fontsize=10, rotation=0, ha="right", va="center")
-        plots = [("KL per step (episode)", np.arange(len(traces["kl"])), traces["kl"], base_traces["kl"])]
+        plots = [("KL per step (nats)", "episode step", np.arange(len(traces["kl"])), traces["kl"], base_traces["kl"])]
         for key in curves:
             steps = np.arange(1, len(history) + 1)
-            plots.append((f"{key} (updates)", steps, [h[key] for h in history], [h[key] for h in base_history]))
-        for i, (title, xs, ys, base) in enumerate(plots, 3):
+            plots.append((key, "updates", steps, [h[key] for h in history], [h[key] for h in base_history]))
+        for i, (title, x_label, xs, ys, base) in enumerate(plots, 3):
             if name != control:
                 ax[i].plot(xs[:len(base)], base, color="0.7", lw=1, label=control)
             ax[i].plot(xs, ys, color="C3" if name != control else "C0", lw=1, label=name)
+            column_values[i] += [*ys, *base]
             if i == 3:
                 ax[i].axvline(traces["start"], color="k", lw=0.6, ls=":")
-            if free_nats is not None and (i == 3 or title.startswith("kl ")):
+            if free_nats is not None and (i == 3 or title == "kl"):
                 ax[i].axhline(free_nats, color="k", lw=0.6, ls=":")
             if row == 0:
                 ax[i].set_title(title, fontsize=10)
-            _readable_axis(ax[i], [*ys, *(base if name != control else [])])
+            if row == len(names) - 1:
+                ax[i].set_xlabel(x_label, fontsize=9)
+    for i, values in column_values.items():  # one scale per column (log or linear), so rows compare
+        for ax in axes[:, i]:
+            _readable_axis(ax, values)
     notes = [f"grey: the {control} run, behind each other row", "error: mean squared pixel error at t",
              f"dotted: the open loop's start (step {base_traces['start']})"]
     if free_nats is not None:
