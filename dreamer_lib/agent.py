@@ -63,6 +63,12 @@ class DreamerV1(nn.Module):
         self.actor = Actor(features, action_size, c.dense_units, c.actor_mean_scale, c.actor_init_std, c.actor_min_std)
         self.critic = Critic(features, c.dense_units)
         keras_init(self)  # the official code's initialisation (see networks.keras_init)
+        # Not in DreamerV1 (config.slow_critic_decay, off in the paper preset): DreamerV2/V3 build
+        # the returns from a slowly moving copy of the critic, so its regression target does not
+        # chase its own latest step.
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False) if c.slow_critic_decay else None
+        if c.return_normalization:  # DreamerV3's EMA of the returns' 5th and 95th percentiles
+            self.register_buffer("return_range", torch.zeros(2))
         self.to(self.device)
 
         # One optimiser per model group, as the paper (appendix A): each steps on its own loss.
@@ -124,16 +130,19 @@ class DreamerV1(nn.Module):
         features = imagined.features  # (H, N, stoch + deter)
         reward = self.reward(features)  # (H, N), in the scaled units the reward head learned
         value = self.critic(features)  # (H, N)
+        target_value = self.slow_critic(features) if self.slow_critic is not None else value  # builds the returns
         if self.continue_predictor is not None:
             discount = torch.sigmoid(self.continue_predictor(features))  # (H, N): gamma * P(continue)
         else:
             discount = torch.full_like(reward, c.gamma)
         # V_lambda (eq. 6) for steps 0..H-2, bootstrapped with the last value (as the official code).
-        returns = parts.lambda_returns(reward[:-1], value[:-1], discount[:-1], value[-1], c.lambda_)  # (H-1, N)
+        returns = parts.lambda_returns(reward[:-1], target_value[:-1], discount[:-1], target_value[-1],
+                                       c.lambda_)  # (H-1, N)
 
         # Actor loss (eq. 7): maximise the returns; the gradient flows back through the learned
         # dynamics into the actions.
-        actor_loss = parts.actor_loss(returns, discount[:-1])
+        scale = self.return_scale(returns)  # 1 in DreamerV1
+        actor_loss = parts.actor_loss(returns / scale, discount[:-1])
         # Deviation, off in the paper preset (config.actor_entropy): + eta * H(pi) at the same
         # imagined states, weighted like the returns. Without the bonus, only logged (no graph).
         # policies[t] acted in the state before imagined[t]: policies[1:] are states 0..H-2's.
@@ -147,7 +156,22 @@ class DreamerV1(nn.Module):
         # detached states, without a second pass through the critic.
         critic_loss = parts.critic_loss(value[:-1], returns, discount[:-1])
         metrics = {"imagined_return": returns[0].mean(), "value": value.mean(), "actor_entropy": entropy.mean()}
+        if c.return_normalization:
+            metrics["return_scale"] = scale
         return actor_loss, critic_loss, metrics
+
+    def return_scale(self, returns: torch.Tensor) -> torch.Tensor | float:
+        """What the actor's returns are divided by: 1 in DreamerV1. With return_normalization
+        (DreamerV3), max(1, high - low), where low and high are EMAs (decay 0.99) of the 5th and
+        95th percentiles of the returns, updated here: large returns are scaled down to a range of
+        about 1, small ones are not blown up, so the entropy bonus weighs the same on any task."""
+        if not self.config.return_normalization:
+            return 1.0
+        if torch.is_grad_enabled():  # an update, not an inspection: move the statistics
+            percentiles = torch.quantile(returns.detach().float().flatten(), torch.tensor([0.05, 0.95],
+                                                                                         device=returns.device))
+            self.return_range.mul_(0.99).add_(0.01 * percentiles)
+        return torch.clamp(self.return_range[1] - self.return_range[0], min=1.0)
 
     # ------------------------------------------------------------------ one update
     def update(self, batch: dict) -> dict[str, torch.Tensor]:
@@ -161,6 +185,10 @@ class DreamerV1(nn.Module):
             metrics[f"{group}_grad_norm"] = self._clipped_gradient(group, loss)
         for optimizer in self.optimizers.values():
             optimizer.step()
+        if self.slow_critic is not None:  # slow <- decay * slow + (1 - decay) * critic
+            with torch.no_grad():
+                for slow, critic in zip(self.slow_critic.parameters(), self.critic.parameters()):
+                    slow.lerp_(critic, 1 - self.config.slow_critic_decay)
         metrics.update(actor_loss=actor_loss, critic_loss=critic_loss, **behaviour)
         return {k: v.detach() for k, v in metrics.items()}
 

@@ -63,6 +63,9 @@ class Config:
     # Pendulum the V1 actor can saturate at one torque limit early (tanh at the edge, gradient
     # ~1e-4) and never recover; the bonus's log(1 - a^2) term pulls it back (agent.py).
     actor_entropy: float = 0.0  # weight eta of the actor's entropy bonus (not in DreamerV1; 0 = the paper)
+    # Not in DreamerV1 (off = the paper), later Dreamers' stabilisers, docs/provenance.md:
+    slow_critic_decay: float = 0.0  # EMA decay of a slow critic copy whose values build the returns (V3: 0.98; 0 = off)
+    return_normalization: bool = False  # scale the actor's returns by max(1, EMA of their 95th - 5th percentile) (V3)
 
     # --- optimisation ---
     model_lr: float = 6e-4  # Adam learning rate of the world model
@@ -131,6 +134,9 @@ class Config:
                      "actor_init_std", "actor_mean_scale", "reward_scale"):
             if not getattr(self, name) > 0:
                 problems[name] = f"{name} is {getattr(self, name)}; it must be positive"
+        if not 0 <= self.slow_critic_decay < 1:
+            problems["slow_critic_decay"] = (f"slow_critic_decay is {self.slow_critic_decay}; it must lie in [0, 1): 0 "
+                                             "turns the slow critic off, 0.98 is DreamerV3's")
         for name in ("gamma", "lambda_"):
             if not 0 <= getattr(self, name) <= 1:
                 problems[name] = f"{name} is {getattr(self, name)}; it must lie in [0, 1]"
@@ -220,7 +226,7 @@ def _type_name(expected) -> str:
 FORMER_NAMES = {"steps": "total_frames", "train_steps": "train_updates", "use_continue": "predict_continue",
                 "image_size": None, "checkpoint_every": None}
 # Settings added since the first version, with the value the runs that lack them trained with.
-ADDED = {"actor_entropy": 0.0}
+ADDED = {"actor_entropy": 0.0, "slow_critic_decay": 0.0, "return_normalization": False}
 
 # Upper bounds on sizes, 16x the paper's values or more, that refuse a typo (an extra zero, 10**9)
 # before it tries to allocate terabytes; an experiment that needs more can raise them here.
@@ -234,8 +240,10 @@ LIMITS = {
 }
 FRAMES_PER_UPDATE = 1_000_000  # limit of batch_size x seq_len: 12 GB of uint8 pixels per update
 
-# Architecture settings: a checkpoint only loads into a model built with the same values.
-ARCHITECTURE = ("cnn_depth", "deter_size", "stoch_size", "hidden_size", "dense_units", "predict_continue")
+# Architecture settings: a checkpoint only loads into a model built with the same values (the
+# last two add a slow critic's weights or the return statistics to it).
+ARCHITECTURE = ("cnn_depth", "deter_size", "stoch_size", "hidden_size", "dense_units", "predict_continue",
+                "slow_critic_decay", "return_normalization")
 
 PRESETS: dict[str, dict] = {
     # The paper's settings (Hafner et al. 2020, appendix A), unchanged.

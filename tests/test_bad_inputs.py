@@ -119,6 +119,13 @@ def test_a_config_file_that_lacks_a_setting_is_refused(config_file):
         Config.from_json(saved(total_frames="<missing>", seq_len="<missing>"), source=config_file)
 
 
+@pytest.mark.parametrize("decay", [1.0, -0.1, 2.0])
+def test_a_slow_critic_decay_outside_0_1_is_refused(decay):
+    with pytest.raises(ValueError, match=rf"slow_critic_decay is {decay}; it must lie in \[0, 1\).*--slow-critic-decay"):
+        make_config("ci", slow_critic_decay=decay).validate()
+    make_config("ci", slow_critic_decay=0.0).validate()  # off, the paper
+
+
 def test_a_config_file_with_unknown_settings_names_the_file(config_file):
     with pytest.raises(ValueError, match=rf"{config_file} has settings .* does not know: \['learning_rate'\]"):
         Config.from_json(saved(learning_rate=0.1), source=config_file)
@@ -128,7 +135,8 @@ def test_a_config_file_written_before_the_renames_still_loads(config_file):
     data = json.loads(make_config("ci", total_frames=1200, train_updates=3, predict_continue=True).to_json())
     for old, new in (("steps", "total_frames"), ("train_steps", "train_updates"), ("use_continue", "predict_continue")):
         data[old] = data.pop(new)
-    data.pop("actor_entropy")  # added later: the first versions trained without the bonus
+    for added in ("actor_entropy", "slow_critic_decay", "return_normalization"):
+        data.pop(added)  # added later: the first versions trained without them
     data.update(image_size=64, checkpoint_every=10_000)  # retired, never read
     config = Config.from_json(json.dumps(data), source=config_file)
     assert config == make_config("ci", total_frames=1200, train_updates=3, predict_continue=True, actor_entropy=0.0)

@@ -628,6 +628,79 @@ def test_update_behaviour_losses_and_gradients_by_hand(batch, predict_continue):
             torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
 
 
+def test_slow_critic_builds_the_returns_and_follows_the_critic_by_ema(batch):
+    """slow_critic_decay (DreamerV2/V3, off in the paper): the lambda-returns bootstrap from the
+    slow critic's values, the critic regresses its own values on them, and after the update each
+    slow weight is decay * slow + (1 - decay) * the critic's new weight. Recomputed on a twin
+    whose slow critic was moved away from the critic first, so that the two cannot be confused."""
+    overrides = dict(slow_critic_decay=0.9, gamma=0.8, lambda_=0.6, grad_clip=1e9)
+    agent, twin = make_agent(**overrides), make_agent(**overrides)
+    for model in (agent, twin):
+        with torch.no_grad():
+            for param in model.slow_critic.parameters():
+                param.add_(0.3 * torch.ones_like(param))
+    slow_before = [p.detach().clone() for p in agent.slow_critic.parameters()]
+    images, actions, rewards, discounts = batch
+    arrays = {"image": images.numpy(), "action": actions.numpy(), "reward": rewards.numpy(),
+              "not_terminal": discounts.numpy()}
+    torch.manual_seed(24)
+    metrics = agent.update(arrays)
+
+    torch.manual_seed(24)
+    embed = twin.encoder(preprocess_by_hand(arrays["image"]))
+    posterior, _ = twin.rssm.rollout_observation(embed, actions, twin.rssm.get_initial_state(images.shape[1]))
+    start = RSSMState(*(x.detach().reshape(-1, x.shape[-1]) for x in posterior))
+    imagined, _, _ = twin.rssm.rollout_imagination(start, twin.actor, twin.config.horizon)
+    features = imagined.features
+    reward, value, slow = twin.reward(features), twin.critic(features), twin.slow_critic(features)
+    assert (slow - value).abs().min() > 0.01  # the twin's slow critic really differs
+    discount = torch.full_like(reward, 0.8)
+    returns = returns_torch(reward[:-1], slow[:-1], discount[:-1], slow[-1], 0.6)
+    w = torch.tensor(weights_by_hand(np64(discount[:-1])), dtype=torch.float32)
+    critic_loss = (w * 0.5 * (value[:-1] - returns.detach()) ** 2).mean()
+    assert metrics["actor_loss"].item() == pytest.approx(-(w * returns).mean().item(), rel=1e-5)
+    assert metrics["critic_loss"].item() == pytest.approx(critic_loss.item(), rel=1e-5)
+    for got, want in zip([p.grad for p in agent.critic.parameters()],
+                         torch.autograd.grad(critic_loss, list(twin.critic.parameters()))):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    for slow_param, before, critic_param in zip(agent.slow_critic.parameters(), slow_before, agent.critic.parameters()):
+        torch.testing.assert_close(slow_param, 0.9 * before + 0.1 * critic_param.detach(), rtol=1e-5, atol=1e-7)
+        assert not slow_param.requires_grad
+
+
+def test_return_normalization_divides_the_actors_returns_by_the_ema_percentile_range(batch):
+    """return_normalization (DreamerV3, off in the paper): low and high move 1% towards the 5th
+    and 95th percentiles of this update's returns, and the actor maximises returns / max(1,
+    high - low); the critic still regresses the unscaled returns."""
+    agent, twin = make_agent(return_normalization=True, gamma=0.8), make_agent(gamma=0.8)
+    agent.return_range.copy_(torch.tensor([-30.0, 5.0]))  # as if after many updates on a wide range
+    images, actions, rewards, discounts = batch
+    arrays = {"image": images.numpy(), "action": actions.numpy(), "reward": rewards.numpy(),
+              "not_terminal": discounts.numpy()}
+    seen = {}
+
+    def recording(returns, discounts):  # the actor loss, noting the returns it is given
+        seen["returns"] = returns.detach()
+        return compute_actor_loss(returns, discounts)
+
+    for model in (agent, twin):
+        model.parts = type(model.parts)(actor_loss=recording)
+        torch.manual_seed(24)
+        metrics = model.update(arrays)
+        seen[model] = (seen.pop("returns"), metrics)
+    (scaled, metrics), (raw, twin_metrics) = seen[agent], seen[twin]
+    low, high = 0.99 * np.array([-30.0, 5.0]) + 0.01 * np.percentile(np64(raw), [5, 95])
+    np.testing.assert_allclose(np64(agent.return_range), [low, high], rtol=1e-5)
+    assert high - low > 1
+    np.testing.assert_allclose(np64(scaled), np64(raw) / (high - low), rtol=1e-5)
+    assert metrics["return_scale"].item() == pytest.approx(high - low, rel=1e-5)
+    assert metrics["critic_loss"].item() == pytest.approx(twin_metrics["critic_loss"].item(), rel=1e-6)
+
+    small = make_agent(return_normalization=True)  # a range below 1 is not blown up
+    torch.manual_seed(24)
+    assert small.update(arrays)["return_scale"].item() == 1.0
+
+
 # ============================================================================ replay buffer
 def numbered_episode(episode_id: int, rows: int) -> dict:
     steps = np.arange(rows)
