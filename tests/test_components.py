@@ -10,7 +10,9 @@ import pathlib
 import subprocess
 import sys
 import textwrap
+import types
 
+import IPython
 import pytest
 import torch
 
@@ -40,6 +42,10 @@ LOOP_RETURNS = textwrap.dedent('''
             out.append(last)
         return torch.stack(out[::-1])
 ''')
+# A learner's KL of exercise 3.1, as the lesson writes it.
+KL_DIVERGENCE = ("def kl_divergence(q, p):\n"
+                 "    var_ratio = (q.std / p.std).pow(2)\n    mean_term = ((q.mean - p.mean) / p.std).pow(2)\n"
+                 "    return 0.5 * (var_ratio + mean_term - 1 - var_ratio.log()).sum(-1)\n")
 # The same, bootstrapping with values[-1] (a mistake the lambda-return check names).
 WRONG_RETURNS = LOOP_RETURNS.replace("else bootstrap", "else values[-1]").replace("out, last = [], bootstrap",
                                                                                   "out, last = [], values[-1]")
@@ -97,9 +103,7 @@ def test_every_exercise_name_fills_a_part_and_has_a_check():
 
 
 def test_a_kl_divergence_without_kl_loss_is_checked_and_said_to_be_unused(tmp_path, capsys):
-    text = ("from dreamer_lib.rssm import RSSMState\n\n\ndef kl_divergence(q, p):\n"
-            "    var_ratio = (q.std / p.std).pow(2)\n    mean_term = ((q.mean - p.mean) / p.std).pow(2)\n"
-            "    return 0.5 * (var_ratio + mean_term - 1 - var_ratio.log()).sum(-1)\n")
+    text = "from dreamer_lib.rssm import RSSMState\n\n\n" + KL_DIVERGENCE
     assert load_parts(write(tmp_path, text)).kl_loss is Parts().kl_loss
     assert "the library's kl_loss" in capsys.readouterr().out
 
@@ -164,6 +168,34 @@ def test_write_components_leaves_out_cells_with_blanks(tmp_path):
     components = load_components(write_components(tmp_path / "mine.py", [workbook]))
     assert list(components) == ["compute_lambda_returns"]
     course_components.check_components(components)
+
+
+def test_with_no_notebooks_on_disk_the_kernels_last_run_of_each_cell_is_written(tmp_path, monkeypatch, capsys):
+    def saved(module, code):
+        return f"# @save dreamer_lib.{module}\n{code}"
+    blank = ('def compute_critic_loss(values, lambda_returns, discounts):\n'
+             '    raise NotImplementedError("Exercise 5.3: x")\n')
+    history = ["", saved("actor_critic", WRONG_RETURNS.split("component of this file")[1]),
+               saved("rssm", KL_DIVERGENCE), "print('not saved')", saved("actor_critic", blank),
+               saved("actor_critic", LOOP_RETURNS.split("component of this file")[1])]  # In [5]: In [1] fixed
+    monkeypatch.setattr(IPython, "get_ipython", lambda: types.SimpleNamespace(user_ns={"In": history}))
+    monkeypatch.chdir(tmp_path)  # as on Colab: the notebooks are not on disk
+    path = write_components(tmp_path / "mine.py", sorted(pathlib.Path(".").glob("0[0-9]_*.ipynb")))  # as lesson 6
+    assert capsys.readouterr().out == (f"Wrote {path} from this kernel's history: 2 cell(s) with your code "
+                                       "(In [5]: actor_critic, In [2]: rssm); left out 1 with blanks still to fill.\n")
+    text = path.read_text()
+    assert text.index("def compute_lambda_returns") < text.index("def kl_divergence")  # the order first run
+    components = load_components(path)
+    assert list(components) == ["compute_lambda_returns", "kl_divergence"]
+    course_components.check_components(components)  # the fixed lambda-returns, not the wrong first run
+
+
+def test_with_no_notebooks_and_no_kernel_write_components_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"found no notebooks .* in .*not a Jupyter kernel.*notebooks=\[\.\.\.\]"):
+        write_components(tmp_path / "mine.py")
+    assert not (tmp_path / "mine.py").exists()
 
 
 def test_the_command_refuses_a_wrong_component_with_exit_2(tmp_path):

@@ -3,6 +3,7 @@ file, check each one, and train with them as the agent's parts (agent.Parts).
 
     from dreamer_lib.course.components import write_components, train
     write_components("my_dreamer.py")                  # run in notebooks/workbooks: your @save cells
+                                                       # (on Colab: those run in this notebook's kernel)
     train("my_dreamer.py", make_config("ci"), "runs/mine")
 
 or, from a shell, `dreamer-train --components my_dreamer.py` (the same checks, then the trainer).
@@ -16,6 +17,7 @@ import dataclasses
 import importlib.util
 import json
 import pathlib
+import re
 
 from dreamer_lib.agent import Parts
 from dreamer_lib.config import Config
@@ -43,6 +45,8 @@ EXERCISES = {
 }
 SAVE = "# @save dreamer_lib."  # the first line of a cell that holds a piece of the library (lesson 1)
 UNWRITTEN = 'raise NotImplementedError("Exercise'  # a blank the learner has not filled in yet
+NOTEBOOK_FILES = "0[0-9]_*.ipynb"  # the lessons' and the workbooks' file names
+DEFINES = re.compile(r"^(?:def|class)\s+(\w+)", re.MULTILINE)  # the functions and classes a cell defines
 
 
 class ComponentRejected(ValueError):
@@ -97,29 +101,56 @@ def load_parts(path: str | pathlib.Path) -> Parts:
     return dataclasses.replace(Parts(), **parts, source=path)
 
 
+def saved_cells(notebooks: list) -> list[tuple[str, str]]:
+    """(notebook, source) of each `# @save` cell of the notebook files, in order."""
+    cells = [(path.stem, "".join(cell["source"])) for path in map(pathlib.Path, notebooks)
+             for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code"]
+    return [(where, source) for where, source in cells if source.startswith(SAVE)]
+
+
+def saved_cells_in_kernel() -> list[tuple[str, str]]:
+    """("In [n]", source) of the `# @save` cells run in this IPython kernel, for where the notebooks
+    are not on disk (Colab). A learner runs a cell again after fixing it, so each cell's last run
+    counts, in the order the cells first ran; a run of the same cell has the same first line and
+    defines the same names."""
+    from IPython import get_ipython  # looked up when called: only a kernel that is running has a history
+
+    shell = get_ipython()
+    if shell is None:
+        raise ValueError(f"write_components found no notebooks ({NOTEBOOK_FILES}) in {pathlib.Path.cwd()}, and "
+                         "this is not a Jupyter kernel whose history could give your @save cells. Run it from the "
+                         "folder with your workbooks (notebooks/workbooks), or pass notebooks=[...].")
+    last_runs = {}  # a dict keeps the order in which its keys first came; a re-run replaces the value
+    for number, source in enumerate(shell.user_ns["In"]):
+        if source.startswith(SAVE):
+            last_runs[(source.split("\n", 1)[0], *DEFINES.findall(source))] = (f"In [{number}]", source)
+    return list(last_runs.values())
+
+
 def write_components(path: str | pathlib.Path, notebooks: list | None = None) -> pathlib.Path:
     """Write the `# @save` cells of `notebooks` (default: the lessons or workbooks in the current
-    folder, so from a workbook, your workbooks) into one components file. A cell with a blank not
-    yet filled in is left out (the library's version is used); the file first imports each cell's
-    module, so the cells find the names they used in the notebook."""
-    notebooks = sorted(pathlib.Path(".").glob("0[0-9]_*.ipynb")) if notebooks is None else notebooks
+    folder, so from a workbook, your workbooks) into one components file. With no notebooks on
+    disk (Colab), the cells come from this kernel's history: those run in this notebook. A cell
+    with a blank not yet filled in is left out (the library's version is used); the file first
+    imports each cell's module, so the cells find the names they used in the notebook."""
+    notebooks = sorted(pathlib.Path(".").glob(NOTEBOOK_FILES)) if notebooks is None else notebooks
+    if notebooks:
+        origin, saved = f"{len(notebooks)} notebook(s)", saved_cells(notebooks)
+    else:  # an empty list too: lesson 6 passes the current folder's notebooks, none on Colab
+        origin, saved = "this kernel's history", saved_cells_in_kernel()
     modules, cells, kept, skipped = [], [], [], []
-    for workbook in map(pathlib.Path, notebooks):
-        for cell in json.loads(workbook.read_text())["cells"]:
-            source = "".join(cell["source"])
-            if cell["cell_type"] != "code" or not source.startswith(SAVE):
-                continue
-            module = source.splitlines()[0][len(SAVE):].strip()
-            (skipped if UNWRITTEN in source else kept).append(f"{workbook.stem}: {module}")
-            if UNWRITTEN not in source:
-                modules += [module] if module not in modules else []
-                cells.append(f"# ---- from {workbook.name}\n{source}")
+    for where, source in saved:
+        module = source.splitlines()[0][len(SAVE):].strip()
+        (skipped if UNWRITTEN in source else kept).append(f"{where}: {module}")
+        if UNWRITTEN not in source:
+            modules += [module] if module not in modules else []
+            cells.append(f"# ---- from {where}\n{source}")
     # The library's names first (what the cells use, as in the notebooks), then the cells: yours win.
     imports = "".join(f"from dreamer_lib.{m} import *  # noqa: F401,F403\n" for m in modules)
     parts = ['"""My exercise solutions, collected from my workbooks by write_components."""\n' + imports, *cells]
     path = pathlib.Path(path)
     path.write_text("\n\n\n".join(parts) + "\n")
-    print(f"Wrote {path}: {len(kept)} cell(s) with your code" + (f" ({', '.join(kept)})" if kept else "")
+    print(f"Wrote {path} from {origin}: {len(kept)} cell(s) with your code" + (f" ({', '.join(kept)})" if kept else "")
           + (f"; left out {len(skipped)} with blanks still to fill" if skipped else "") + ".")
     return path
 
