@@ -161,6 +161,11 @@ for a in (-1.0, -0.5, 0.0, 0.5, 1.0):
 # `envs.run_episode(env)` plays one episode (uniformly random actions when no policy is given) and
 # returns it in the layout the replay buffer stores:
 
+# %% [markdown]
+# **Predict before you run.** An episode lasts 200 env frames at action repeat 2. How many rows
+# will each array of the episode have: 100, 101 or 200? And what action and reward will the first
+# row, written at reset before any step, hold? Write down your guess, then run the next cell.
+
 # %%
 # NBVAL_CHECK_OUTPUT
 episode = envs.run_episode(env)
@@ -234,6 +239,9 @@ print(f"random policy: return {np.mean(returns):.0f} +- {np.std(returns):.0f} ov
 
 # %% [markdown]
 # ## Exercise 0.1: action repeat
+#
+# *(★☆☆, ~10 min)* Every exercise of the course carries such a tag: its difficulty (★☆☆ easy,
+# ★★☆ medium, ★★★ hard) and about how many minutes it takes.
 #
 # Write `repeat_action(env, action, repeat)` for a **raw** gymnasium env: apply `action` for up to
 # `repeat` env frames, add up the rewards, and return `(observation, total_reward, terminated,

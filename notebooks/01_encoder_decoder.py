@@ -111,6 +111,8 @@ print("round trip exact:", bool((to_uint8(x).numpy() == frame).all()))
 # %% [markdown]
 # ## Exercise 1.1: the encoder
 #
+# *(★☆☆, ~10 min)*
+#
 # `__init__` is given: four `Conv2d(kernel 4, stride 2)` + ReLU with $1, 2, 4, 8 \times$ `depth`
 # channels. Write `forward`. The input has **any number of leading dimensions**: a single
 # batch `(B, 3, 64, 64)` when acting, or `(T, B, 3, 64, 64)` when the world model encodes a whole
@@ -201,6 +203,8 @@ print("parameters:", sum(p.numel() for p in deconv.parameters()), "vs", linear.w
 # %% [markdown]
 # ## Exercise 1.2: the decoder
 #
+# *(★★☆, ~15 min)*
+#
 # Write `forward`: flatten the leading dimensions of `features` to one, apply `self.dense` and
 # `self.deconv1`, reshape the 3200 numbers to `(N, 4 * depth, 5, 5)`, add `self.deconv1_bias`, ReLU,
 # run `self.deconvs`, and restore the leading dimensions in front of `(3, 64, 64)`. Note that
@@ -281,6 +285,12 @@ for name, module in [("  dense", decoder.dense), ("  deconv1 (+ bias)", decoder.
 
 # %%
 print(inspect.getsource(gaussian_log_prob))
+
+# %% [markdown]
+# **Predict before you run.** The next cell scores a decoder that outputs mid-grey (0 after
+# `preprocess`) for an all-white frame (0.5 everywhere after `preprocess`). By how many nats will
+# its log-likelihood fall below that of a perfect reconstruction? Write down your guess, then run
+# the next cell.
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -74,6 +74,11 @@ from dreamer_lib.config import PRESETS, make_config
 # (a 20-frame time limit: 10 agent steps) to stand for the short episodes that early terminations
 # produce in other tasks.
 
+# %% [markdown]
+# **Predict before you run.** How many rows will the short episode (10 agent steps) have? And will
+# the buffer's count of observations in RAM be larger or smaller than its count of agent steps, and
+# by how much? Write down your guess, then run the next cell.
+
 # %%
 config = scale.config
 directory = pathlib.Path(tempfile.mkdtemp(prefix="dreamer_lesson2_"))
@@ -114,6 +119,8 @@ print("actions around the cut:", np.concatenate([first["action"][-2:, 0], second
 # `episode[key][start:start + T]` of one episode.
 #
 # ## Exercise 2.1: sample windows
+#
+# *(★★☆, ~20 min)*
 #
 # Write `sample_windows(episodes, batch_size, seq_len, rng)`, the heart of
 # `ReplayBuffer.sample`:

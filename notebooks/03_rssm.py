@@ -174,11 +174,32 @@ print("Normal(mean, std).sample() has a gradient path:",
       torch.distributions.Normal(mean, std).sample().requires_grad)
 
 # %% [markdown]
-# ## 4. The KL between prior and posterior
+# ## 4. The objective, and the KL between prior and posterior
 #
-# The world model is trained as a sequential variational autoencoder. Its objective (Dreamer
-# section 4, "Reconstruction"; PlaNet section 3) has, at every step, a reconstruction term for the
-# image, one for the reward, and a KL term
+# The world model is trained as a sequential variational autoencoder, with the states $s_{1:T}$ as
+# its latent code. Its objective (Dreamer section 4, eq. 10; PlaNet section 3), in this course's
+# letters, sums over the steps of a sequence:
+#
+# $$\mathcal{J} = \sum_t \mathbb{E}_{q}\Big[\underbrace{\ln p(o_t \mid s_t)}_{\text{image}}
+#   + \underbrace{\ln p(r_t \mid s_t)}_{\text{reward}}
+#   - \beta\, \underbrace{\mathrm{KL}\big(q(s_t \mid s_{t-1}, a_{t-1}, o_t)\,\|\,p(s_t \mid s_{t-1}, a_{t-1})\big)}_{\text{KL}}\Big].$$
+#
+# With $\beta = 1$ it is the evidence lower bound (ELBO) on the log-likelihood of a sequence's
+# frames and rewards given its actions; $\mathbb{E}_q$ samples the states from the posterior as it
+# filters the sequence (reparameterised, section 3). The code minimises $-\mathcal{J}$, averaged
+# over batch and time.
+#
+# - **Image**: trains the encoder, posterior, GRU and decoder to keep in $s_t$ what the frame
+#   shows. Code: the `image_loss` of section 8 and lesson 4 (lesson 1's `gaussian_log_prob`).
+# - **Reward**: trains the reward head, and the state to carry what predicts the reward. Code:
+#   `reward_loss` in lesson 4 (section 8 here leaves it out).
+# - **KL**: the only term that reaches the prior's head; it trains the prior to predict what the
+#   posterior infers. Code: your `kl_divergence` (exercise 3.1) inside `kl_loss` (exercise 3.2),
+#   which clamps its mean at the free nats (section 5); $\beta$ is `kl_scale` = 1.
+
+# %% [markdown]
+# Both distributions share the deterministic $h_t = f(h_{t-1}, z_{t-1}, a_{t-1})$, so the KL
+# between them is the KL over $z_t$ alone:
 #
 # $$\mathrm{KL}\big(q(z_t \mid h_t, e_t)\;\|\;p(z_t \mid h_t)\big).$$
 #
@@ -195,8 +216,8 @@ print("Normal(mean, std).sample() has a gradient path:",
 #
 # Careful: `std` holds standard deviations $\sigma$; the formula wants variances $\sigma^2$.
 #
-# **Exercise 3.1.** Write `kl_divergence(q, p)` for two `RSSMState`s of shape `(..., stoch)`,
-# returning one KL per state, shape `(...)`.
+# **Exercise 3.1.** *(★☆☆, ~10 min)* Write `kl_divergence(q, p)` for two `RSSMState`s of shape
+# `(..., stoch)`, returning one KL per state, shape `(...)`.
 
 # %%
 # @save dreamer_lib.rssm
@@ -227,11 +248,11 @@ check_kl_divergence(kl_divergence)
 # where, as in the official TF2 code (`tf.maximum(tf.reduce_mean(kl), free_nats)`),
 # $\overline{\mathrm{KL}}$ is the KL **averaged over batch and time first**, then clamped.
 #
-# **Exercise 3.2.** Write `kl_loss(posterior, prior, free_nats)` returning two values: the
-# clamped loss to optimise, and the *unclamped* mean KL to log (a clamped value would always
-# read 3.0 and hide what the model does below the line). Call `kl_divergence(posterior, prior)`,
-# the posterior first, and clamp the **mean**, not each element (the TF1 form shown below the
-# check is only for comparison).
+# **Exercise 3.2.** *(★☆☆, ~5 min)* Write `kl_loss(posterior, prior, free_nats)` returning two
+# values: the clamped loss to optimise, and the *unclamped* mean KL to log (a clamped value would
+# always read 3.0 and hide what the model does below the line). Call
+# `kl_divergence(posterior, prior)`, the posterior first, and clamp the **mean**, not each element
+# (the TF1 form shown below the check is only for comparison).
 
 # %%
 # @save dreamer_lib.rssm
@@ -264,6 +285,12 @@ check_kl_loss(kl_loss)
 # KL exceeds 3 nats keeps its gradient even when the average is below. Same loss value range,
 # different gradients; the next cell shows them side by side on four states with KLs
 # 0.5, 0.5, 0.5 and 6 (mean 1.875).
+
+# %% [markdown]
+# **Predict before you run.** Four states with KLs 0.5, 0.5, 0.5 and 6 nats, free nats 3. Which
+# states get a non-zero gradient from our `kl_loss` (the mean clamped), and which from the TF1 form
+# (each element clamped)? What loss value will each form report? Write down your guess, then run
+# the next cell.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -341,9 +368,9 @@ knobs.free_nats_widget()
 # $h_{t+1}$ through $z_t$. Both heads go through the same `_gaussian`: split, softplus + `min_std`,
 # reparameterised sample.
 #
-# **Exercise 3.3.** Fill in `_gaussian`, `prior` and `posterior` below. The rest of the class
-# is given: `obs_step` = prior then posterior; `rollout_observation` loops `obs_step` over a
-# sequence (section 7); `rollout_imagination` and `rollout_prior` loop `prior` alone.
+# **Exercise 3.3.** *(★★★, ~30 min)* Fill in `_gaussian`, `prior` and `posterior` below. The rest of
+# the class is given: `obs_step` = prior then posterior; `rollout_observation` loops `obs_step` over
+# a sequence (section 7); `rollout_imagination` and `rollout_prior` loop `prior` alone.
 
 # %%
 # @save dreamer_lib.rssm
@@ -448,6 +475,11 @@ check_rssm_step(RSSM)
 #
 # Shapes at paper size (deter 200, stoch 30, embedding 1024, a 1-D action), for a batch of
 # $B = 4$ sequences of $T = 10$ steps and a horizon of $H = 15$:
+
+# %% [markdown]
+# **Predict before you run.** `rollout_imagination` starts one imagined trajectory from every
+# posterior state of the batch. With $T = 10$, $B = 4$, $H = 15$ and stoch 30, what shape will the
+# imagined `stoch` have? Write down your guess, then run the next cell.
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -126,6 +126,12 @@ plt.show()
 # %%
 print(inspect.getsource(DreamerV1.world_model_loss))
 
+# %% [markdown]
+# **Predict before you run.** The next cell computes the untrained model's loss on one batch.
+# Which of its three terms, `image_loss`, `reward_loss` or `kl`, will be the largest, and by about
+# how many orders of magnitude? What shape will the posterior's `stoch` have for this scale's
+# batches (printed in section 1)? Write down your guess, then run the next cell.
+
 # %%
 agent = DreamerV1(config, action_size=env.action_space.shape[0], device=scale.device)
 for name in ("encoder", "rssm", "decoder", "reward"):
@@ -160,7 +166,8 @@ print("posterior states:", tuple(posterior.stoch.shape), "(T, B, stoch)")
 # in this lesson only the world model learns. The library has this step too,
 # `agent.update_world_model(batch)`, which lessons 5 and 7 use; the check compares yours with it.)
 #
-# **Exercise 4.1.** Write `world_model_step(agent, batch)`; it returns the loss metrics, detached.
+# **Exercise 4.1.** *(★☆☆, ~10 min)* Write `world_model_step(agent, batch)`; it returns the loss
+# metrics, detached.
 
 # %%
 def world_model_step(agent, batch):
@@ -286,10 +293,11 @@ plt.show()
 # Recall the pairing from lesson 3: `actions[t]` is $a_{t-1}$, the action that leads into
 # frame $t$, so the prior step that predicts frame 5 takes `actions[5]`.
 #
-# **Exercise 4.2.** Write `open_loop(agent, images, actions, context)`: images `(T, B, 64, 64, 3)`
-# uint8 and actions `(T, B, A)` on the agent's device → model frames `(T, B, 64, 64, 3)` uint8
-# (`to_uint8` of the decoder's output). The check compares with `agent.open_loop` under the same
-# torch seed, so sample in the same order: observe first, then imagine.
+# **Exercise 4.2.** *(★★☆, ~20 min)* Write `open_loop(agent, images, actions, context)`: images
+# `(T, B, 64, 64, 3)` uint8 and actions `(T, B, A)` on the agent's device → model frames
+# `(T, B, 64, 64, 3)` uint8 (`to_uint8` of the decoder's output). The check compares with
+# `agent.open_loop` under the same torch seed, so sample in the same order: observe first, then
+# imagine.
 
 # %%
 @torch.no_grad()

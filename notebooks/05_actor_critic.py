@@ -152,6 +152,29 @@ plt.show()
 knobs.tanh_gaussian_widget()
 
 # %% [markdown]
+# **Before the returns: critics and TD($\lambda$).** A critic $v_\psi(s_t)$ estimates the value of
+# a state: the expected discounted sum of the rewards that follow it under the current actor,
+# $\mathbb E\big[\sum_{n \ge 0} \gamma^n r_{t+n}\big]$. It learns from targets built of rewards
+# and its own values of later states:
+#
+# - the **1-step TD target** $r_t + \gamma\, v_{t+1}$: one reward, then the critic's estimate;
+# - the **$k$-step return** $V_N^k = \sum_{n<k} \gamma^n r_{t+n} + \gamma^k v_{t+k}$: $k$ rewards,
+#   then the estimate; the larger $k$, the less it leans on the critic and the more random terms
+#   it sums;
+# - the **$\lambda$-return** of TD($\lambda$): all $k$-step returns mixed with weights
+#   $(1-\lambda)\lambda^{k-1}$, the longest one taking the remaining weight. One backward pass
+#   computes it, $R_t = r_t + d_t\big((1-\lambda)\,v_{t+1} + \lambda R_{t+1}\big)$ with
+#   $d_t = \gamma$ here: $\lambda = 0$ gives the 1-step target, $\lambda = 1$ the longest return.
+#
+# A policy-gradient actor-critic (A2C, PPO) cannot differentiate the environment, so it estimates
+# the actor's gradient from sampled actions with the likelihood ratio (REINFORCE),
+# $\nabla_\phi \ln q_\phi(a_t \mid s_t)\,\big(R_t - v_\psi(s_t)\big)$, a noisy estimate. In
+# Dreamer's imagination the next states, rewards and values are differentiable functions of the
+# actions (the RSSM's prior, the reward head, the critic), so the actor maximises $R_t$ by
+# backpropagating it through the learned dynamics: analytic gradients (section 3 of the paper,
+# and section 3 below).
+
+# %% [markdown]
 # ## 2. $\lambda$-returns (equation 6), by hand
 #
 # From a start state the actor imagines $H$ steps $s_1, \dots, s_H$ (horizon 15 in the paper);
@@ -203,6 +226,8 @@ print(f"equation 6 as a mixture: (1-l)(V1 + l V2 + l^2 V3) + l^3 V4 = {mixture:.
 #
 # ### Exercise 5.1: vectorised $\lambda$-returns
 #
+# *(★★☆, ~20 min)*
+#
 # Now for tensors: rewards, values and discounts of shape `(H, N)` (time-major: `H` imagined
 # steps from `N` start states) and a bootstrap of shape `(N,)`. The bootstrap is $v_H$, the
 # value of the state *after* the last step, not `values[-1]` (that is $v_{H-1}$). The recursion
@@ -240,6 +265,12 @@ check_lambda_returns(compute_lambda_returns)
 # Your function on the worked example, as a batch of one rollout, and on the same four steps
 # with three values of $\lambda$: $\lambda = 0$ trusts the critic after one step, $\lambda = 1$
 # sums all four rewards and trusts the critic only at the end.
+
+# %% [markdown]
+# **Predict before you run.** On the four steps of the worked example: will the last return $R_3$
+# change with $\lambda$? And which of the $k$-step returns $V_N^1, \dots, V_N^4$ printed above will
+# $R_0$ equal at $\lambda = 0$, and which at $\lambda = 1$? Write down your guess, then run the next
+# cell.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -306,6 +337,8 @@ knobs.lambda_return_widget()
 #
 # ### Exercise 5.2: discount weights and the actor loss
 #
+# *(★☆☆, ~10 min)*
+#
 # Write `discount_weights` (shift the discounts one step so the first weight is 1, then a
 # cumulative product over time, then detach) and `compute_actor_loss` (mind the sign: we
 # *maximise* the return, and optimisers minimise).
@@ -353,6 +386,8 @@ check_actor_loss(compute_actor_loss)
 #   (The paper has no target network; neither do we.)
 #
 # ### Exercise 5.3: the critic loss
+#
+# *(★☆☆, ~5 min)*
 
 # %%
 # @save dreamer_lib.actor_critic
@@ -389,6 +424,8 @@ check_critic_loss(compute_critic_loss)
 # backpropagation through time shorter and better behaved; the paper does not discuss it.
 #
 # ### Exercise 5.4: `imagine_step(rssm, actor, state) -> (action, next_state)`
+#
+# *(★☆☆, ~10 min)*
 #
 # Sample the action with `rsample()` (differentiable; the actor's `TanhNormal` has only
 # `rsample()`, no `sample()`), then call `rssm.prior`.

@@ -95,6 +95,8 @@ for key in ("env", "action_repeat", "total_frames", "prefill_frames", "train_eve
 # %% [markdown]
 # ### Exercise 6.1: the schedule
 #
+# *(★☆☆, ~10 min)*
+#
 # Write `updates_due(env_frames, config)`: how many updates the schedule owes once `env_frames`
 # frames have been collected. None during the random prefill; `train_updates` as soon as
 # `prefill_frames` frames are in; then `train_updates` more each time another `train_every` frames
@@ -132,6 +134,13 @@ check_updates_due(updates_due)
 # - **updates**: gradient steps, each on a whole batch.
 #
 # At paper settings:
+
+# %% [markdown]
+# **Predict before you run.** At paper settings (prefill 5,000 env frames, then 100 updates per
+# 1,000 frames, batches of 50 x 50 steps, action repeat 2), how many updates does the schedule owe
+# at 4,998, 5,000 and 6,000 env frames? And by 1,000,000 env frames, how many times on average has
+# each collected agent step been in a training batch: about 5, 50 or 500? Write down your guess,
+# then run the next cell.
 
 # %%
 # NBVAL_CHECK_OUTPUT

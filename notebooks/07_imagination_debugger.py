@@ -344,6 +344,8 @@ plt.show()
 # %% [markdown]
 # ### Exercise 7.1: find the bug
 #
+# *(★★★, ~20 min)*
+#
 # Another continuation of this run went wrong, and one setting did it: one of the four
 # candidates of the table, `free_nats=0`, `free_nats=100`, `KL reversed` or `model_lr=6e-3`.
 # Which one, the course picks from a fixed seed (`mystery_run`, in
@@ -399,6 +401,12 @@ check_diagnosis(diagnosis, mystery)
 # Using the library's `compute_lambda_returns`, here is how much of the first step's return
 # $R_0$ comes from each imagined reward and from the critic's values, for three horizons. (As the
 # agent does, returns cover steps $0..H-2$ and bootstrap with the last value.)
+
+# %% [markdown]
+# **Predict before you run.** With the paper's $\gamma = 0.99$ and $\lambda = 0.95$: at horizon 2,
+# how many imagined rewards enter $R_0$, and what weight does the critic's value $v_1$ get? At
+# horizon 15, do the weights of the rewards $r_k$ rise or fall with $k$, and which weighs more in
+# $R_0$, the reward $r_1$ or the value $v_1$? Write down your guess, then run the next cell.
 
 # %%
 # NBVAL_CHECK_OUTPUT
