@@ -103,7 +103,14 @@ class DreamerV1(nn.Module):
         features = posterior.features  # (T, B, stoch + deter)
         image_loss = -gaussian_log_prob(self.decoder(features), obs, event_dims=3).mean()
         reward_loss = -gaussian_log_prob(self.reward(features), rewards * c.reward_scale).mean()
-        kl_clamped, kl = self.parts.kl_loss(posterior, prior, c.free_nats)
+        if c.kl_balance is None:
+            kl_clamped, kl = self.parts.kl_loss(posterior, prior, c.free_nats)
+        else:  # Not in DreamerV1 (off in the paper preset): DreamerV2's KL balancing, the same KL
+            # twice through stop-gradients, so that the prior learns faster (alpha) towards the
+            # posterior than the posterior is pulled towards the prior (1 - alpha).
+            dynamics, kl = self.parts.kl_loss(posterior.detach(), prior, c.free_nats)
+            representation, _ = self.parts.kl_loss(posterior, prior.detach(), c.free_nats)
+            kl_clamped = c.kl_balance * dynamics + (1 - c.kl_balance) * representation
         loss = image_loss + reward_loss + c.kl_scale * kl_clamped
         metrics = {"image_loss": image_loss, "reward_loss": reward_loss, "kl": kl,
                    "prior_std": prior.std.mean(), "posterior_std": posterior.std.mean()}

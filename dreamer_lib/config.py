@@ -39,6 +39,7 @@ class Config:
     # --- world model loss ---
     free_nats: float = 3.0  # the KL term gives no gradient while the mean KL is below this
     kl_scale: float = 1.0  # weight of the KL term (beta)
+    kl_balance: float | None = None  # KL balancing (DreamerV2: 0.8): the prior's share alpha; None = the paper's KL
     continue_scale: float = 10.0  # weight of the pcont loss (official code: 10)
     reward_scale: float = 1.0  # multiplies rewards before the reward loss (not the reported returns)
 
@@ -134,6 +135,9 @@ class Config:
                      "actor_init_std", "actor_mean_scale", "reward_scale"):
             if not getattr(self, name) > 0:
                 problems[name] = f"{name} is {getattr(self, name)}; it must be positive"
+        if self.kl_balance is not None and not 0 < self.kl_balance < 1:
+            problems["kl_balance"] = (f"kl_balance is {self.kl_balance}; it must lie in (0, 1), the prior's share of "
+                                      "the KL's gradient (DreamerV2: 0.8), or be None for the paper's KL")
         if not 0 <= self.slow_critic_decay < 1:
             problems["slow_critic_decay"] = (f"slow_critic_decay is {self.slow_critic_decay}; it must lie in [0, 1): 0 "
                                              "turns the slow critic off, 0.98 is DreamerV3's")
@@ -226,7 +230,7 @@ def _type_name(expected) -> str:
 FORMER_NAMES = {"steps": "total_frames", "train_steps": "train_updates", "use_continue": "predict_continue",
                 "image_size": None, "checkpoint_every": None}
 # Settings added since the first version, with the value the runs that lack them trained with.
-ADDED = {"actor_entropy": 0.0, "slow_critic_decay": 0.0, "return_normalization": False}
+ADDED = {"actor_entropy": 0.0, "slow_critic_decay": 0.0, "return_normalization": False, "kl_balance": None}
 
 # Upper bounds on sizes, 16x the paper's values or more, that refuse a typo (an extra zero, 10**9)
 # before it tries to allocate terabytes; an experiment that needs more can raise them here.

@@ -126,6 +126,13 @@ def test_a_slow_critic_decay_outside_0_1_is_refused(decay):
     make_config("ci", slow_critic_decay=0.0).validate()  # off, the paper
 
 
+@pytest.mark.parametrize("alpha", [0.0, 1.0, 1.5])
+def test_a_kl_balance_outside_0_1_is_refused(alpha):
+    with pytest.raises(ValueError, match=rf"kl_balance is {alpha}; it must lie in \(0, 1\).*--kl-balance"):
+        make_config("ci", kl_balance=alpha).validate()
+    make_config("ci", kl_balance=None).validate()  # off, the paper
+
+
 def test_a_config_file_with_unknown_settings_names_the_file(config_file):
     with pytest.raises(ValueError, match=rf"{config_file} has settings .* does not know: \['learning_rate'\]"):
         Config.from_json(saved(learning_rate=0.1), source=config_file)
@@ -135,7 +142,7 @@ def test_a_config_file_written_before_the_renames_still_loads(config_file):
     data = json.loads(make_config("ci", total_frames=1200, train_updates=3, predict_continue=True).to_json())
     for old, new in (("steps", "total_frames"), ("train_steps", "train_updates"), ("use_continue", "predict_continue")):
         data[old] = data.pop(new)
-    for added in ("actor_entropy", "slow_critic_decay", "return_normalization"):
+    for added in ("actor_entropy", "slow_critic_decay", "return_normalization", "kl_balance"):
         data.pop(added)  # added later: the first versions trained without them
     data.update(image_size=64, checkpoint_every=10_000)  # retired, never read
     config = Config.from_json(json.dumps(data), source=config_file)

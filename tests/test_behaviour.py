@@ -628,6 +628,33 @@ def test_update_behaviour_losses_and_gradients_by_hand(batch, predict_continue):
             torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("alpha", [0.8, 0.3])
+def test_kl_balancing_splits_the_kls_gradient_between_prior_and_posterior(batch, alpha):
+    """kl_balance (DreamerV2, off in the paper): the loss's value is the paper's, but the prior's
+    layers get alpha times the KL's gradient and the posterior's (1 - alpha) times it, on top of
+    the reconstruction's. Free nats 0, so that no clamp hides a gradient; one step of each
+    sequence, so that no later prior reads the posterior's sample through h_{t+1}."""
+    images, actions, rewards, discounts = (x[:1] for x in batch)
+    plain, balanced = make_agent(free_nats=0.0), make_agent(free_nats=0.0, kl_balance=alpha)
+    losses = {}
+    for name, agent in (("plain", plain), ("balanced", balanced)):
+        torch.manual_seed(5)
+        losses[name] = agent.world_model_loss(images, actions, rewards, discounts)
+    (plain_loss, _, metrics), (balanced_loss, _, _) = losses["plain"], losses["balanced"]
+    assert balanced_loss.item() == pytest.approx(plain_loss.item(), rel=1e-6)
+
+    def grads(loss, layer):
+        return torch.autograd.grad(loss, list(layer.parameters()), retain_graph=True)
+
+    kl, reconstruction = metrics["kl"], metrics["image_loss"] + metrics["reward_loss"]
+    for got, kl_grad in zip(grads(balanced_loss, balanced.rssm.prior_stats), grads(kl, plain.rssm.prior_stats)):
+        torch.testing.assert_close(got, alpha * kl_grad, rtol=1e-4, atol=1e-7)
+    for got, kl_grad, rec_grad in zip(grads(balanced_loss, balanced.rssm.posterior_stats),
+                                      grads(kl, plain.rssm.posterior_stats),
+                                      grads(reconstruction, plain.rssm.posterior_stats)):
+        torch.testing.assert_close(got, rec_grad + (1 - alpha) * kl_grad, rtol=1e-4, atol=1e-6)
+
+
 def test_slow_critic_builds_the_returns_and_follows_the_critic_by_ema(batch):
     """slow_critic_decay (DreamerV2/V3, off in the paper): the lambda-returns bootstrap from the
     slow critic's values, the critic regresses its own values on them, and after the update each
