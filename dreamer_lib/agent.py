@@ -132,7 +132,10 @@ class DreamerV1(nn.Module):
         # Detached: behaviour learning does not move the world model's representation. With a
         # continue head, the official code drops each window's last state (it may be terminal).
         starts = posterior.at(slice(0, -1)) if self.continue_predictor is not None else posterior
-        start = starts.detach().reshape(-1)  # (N = T * B, ...)
+        # Not in DreamerV1 (config.imagine_every, 1 = every state): neighbouring states of a window
+        # are much alike, and imagination is about half of an update's cost on the CPU.
+        starts = starts.at(slice(None, None, c.imagine_every))
+        start = starts.detach().reshape(-1)  # (N = T * B, or fewer, ...)
         imagined, _, policies = self.rssm.rollout_imagination(start, self.actor, c.horizon)  # (H, N, ...)
         features = imagined.features  # (H, N, stoch + deter)
         reward = self.reward(features)  # (H, N), in the scaled units the reward head learned

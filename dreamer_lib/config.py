@@ -54,6 +54,7 @@ class Config:
 
     # --- behaviour learning (section 3) ---
     horizon: int = 15  # imagination horizon H
+    imagine_every: int = 1  # imagine from every k-th posterior step of each window (not in DreamerV1: 1 = all)
     gamma: float = 0.99  # discount
     lambda_: float = 0.95  # lambda of the lambda-returns (eq. 6)
     actor_mean_scale: float = 5.0  # pre-tanh mean = scale * tanh(x / scale)
@@ -114,7 +115,7 @@ class Config:
         """One problem per setting (a later, more specific check replaces an earlier one's)."""
         problems = {}
         for name in ("action_repeat", "total_frames", "train_every", "train_updates", "batch_size", "eval_every",
-                     "eval_episodes", "horizon", "cnn_depth", "deter_size", "stoch_size", "hidden_size",
+                     "eval_episodes", "horizon", "imagine_every", "cnn_depth", "deter_size", "stoch_size", "hidden_size",
                      "dense_units", "replay_capacity"):
             if getattr(self, name) < 1:
                 problems[name] = f"{name} is {getattr(self, name)}; it counts something, so it must be 1 or more"
@@ -230,7 +231,8 @@ def _type_name(expected) -> str:
 FORMER_NAMES = {"steps": "total_frames", "train_steps": "train_updates", "use_continue": "predict_continue",
                 "image_size": None, "checkpoint_every": None}
 # Settings added since the first version, with the value the runs that lack them trained with.
-ADDED = {"actor_entropy": 0.0, "slow_critic_decay": 0.0, "return_normalization": False, "kl_balance": None}
+ADDED = {"actor_entropy": 0.0, "slow_critic_decay": 0.0, "return_normalization": False, "kl_balance": None,
+         "imagine_every": 1}
 
 # Upper bounds on sizes, 16x the paper's values or more, that refuse a typo (an extra zero, 10**9)
 # before it tries to allocate terabytes; an experiment that needs more can raise them here.

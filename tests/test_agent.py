@@ -162,6 +162,31 @@ def test_update_with_continue_head_imagines_from_all_but_the_last_step(buffer):
     assert starts == [(8 - 1) * 3]
 
 
+@pytest.mark.parametrize("every, predict_continue, steps", [(1, False, range(8)), (3, False, [0, 3, 6]),
+                                                             (3, True, [0, 3, 6]), (2, True, [0, 2, 4, 6])])
+def test_imagination_starts_from_every_kth_posterior_step(buffer, every, predict_continue, steps):
+    """imagine_every k (1 = the paper) keeps the posterior states at steps 0, k, 2k... of every
+    window (before the last with a continue head), each batch row's, in time-major order."""
+    agent = frozen(make_agent(imagine_every=every, predict_continue=predict_continue))
+    batch = buffer.sample(3, 8)
+    starts, observed = [], []
+    imagine, world_model_loss = agent.rssm.rollout_imagination, agent.world_model_loss
+
+    def recording(start, actor, horizon):
+        starts.append(start.deter.detach())
+        return imagine(start, actor, horizon)
+
+    def keeping(*args):
+        loss, posterior, metrics = world_model_loss(*args)
+        observed.append(posterior.deter.detach())
+        return loss, posterior, metrics
+
+    agent.rssm.rollout_imagination, agent.world_model_loss = recording, keeping
+    agent.update(batch)
+    expected = torch.cat([observed[0][t] for t in steps])  # (len(steps) * B, deter)
+    torch.testing.assert_close(starts[0], expected)
+
+
 def test_entropy_bonus_subtracts_eta_times_the_policy_entropy(buffer):
     """actor_entropy = 0 is the paper's loss; eta > 0 adds -eta * H(pi) at the imagined states
     (gamma = 1 makes every discount weight 1, so the logged mean entropy is the weighted one)."""

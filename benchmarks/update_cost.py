@@ -1,0 +1,56 @@
+"""What each setting costs per update: the `cpu` preset's update timed alternately against
+variants of it, in one process on the same random batch, so that a loaded or throttled machine
+shifts every case alike (print ratios, compare only within one run).
+
+    python benchmarks/update_cost.py --threads 2
+"""
+import argparse
+import pathlib
+import platform
+import statistics
+import time
+
+import torch
+
+from dreamer_lib.agent import DreamerV1
+from dreamer_lib.buffer import random_batch
+from dreamer_lib.config import make_config
+
+CASES = {"cpu": {}, "imagine_every=2": dict(imagine_every=2), "imagine_every=3": dict(imagine_every=3),
+         "slow critic + return norm.": dict(slow_critic_decay=0.98, return_normalization=True),
+         "kl_balance=0.8": dict(kl_balance=0.8)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    agents = {}
+    for name, changes in CASES.items():
+        config = make_config("cpu", **changes)
+        torch.manual_seed(0)
+        agent = DreamerV1(config, 1, "cpu")
+        batch = random_batch(config.batch_size, config.seq_len, 1, seed=0)
+        agent.update(batch)  # warm-up
+        agents[name] = (agent, batch)
+    times = {name: [] for name in CASES}
+    for _ in range(args.rounds):
+        for name, (agent, batch) in agents.items():
+            started = time.perf_counter()
+            agent.update(batch)
+            times[name].append(time.perf_counter() - started)
+    cpuinfo = pathlib.Path("/proc/cpuinfo")
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                if line.startswith("model name")), "") if cpuinfo.exists() else platform.processor()
+    print(f"update_cost.py | {cpu} | {torch.backends.cpu.get_cpu_capability()} | {args.threads} threads | "
+          f"{args.rounds} rounds")
+    base = statistics.median(times["cpu"])
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(f"{name:36s} median {median * 1000:6.0f} ms/update   ratio {median / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()
