@@ -26,3 +26,38 @@ def test_updates_to_threshold_takes_the_first_eval_where_the_seeds_mean_reaches_
 def test_updates_to_threshold_names_the_prefix_when_no_file_matches(tmp_path):
     with pytest.raises(SystemExit, match="run_seed"):
         updates_to_threshold(str(tmp_path / "run"), -250)
+
+
+def test_diagnose_run_takes_the_snapshots_and_the_last_checkpoint_in_order(tmp_path):
+    from diagnose_run import checkpoints
+
+    from dreamer_lib.run_folder import write_checkpoint
+
+    (tmp_path / "snapshots").mkdir()
+    for frames in (10000, 5000):
+        write_checkpoint(tmp_path / "snapshots" / f"checkpoint_{frames}.pt", {"env_frames": frames})
+    write_checkpoint(tmp_path / "checkpoint.pt", {"env_frames": 12000})
+    assert [(f, p.name) for f, p in checkpoints(tmp_path)] == [
+        (5000, "checkpoint_5000.pt"), (10000, "checkpoint_10000.pt"), (12000, "checkpoint.pt")]
+    write_checkpoint(tmp_path / "checkpoint.pt", {"env_frames": 10000})  # the last one already snapshotted
+    assert [f for f, _ in checkpoints(tmp_path)] == [5000, 10000]
+
+
+def test_diagnose_run_measures_an_agent_on_seeded_episodes():
+    import math
+
+    import torch
+    from diagnose_run import COLUMNS, measure
+
+    from dreamer_lib.agent import DreamerV1
+    from dreamer_lib.config import make_config
+    from dreamer_lib.envs import make_env
+
+    torch.manual_seed(0)
+    agent = DreamerV1(make_config("ci"), action_size=1, device="cpu")
+    env = make_env("pendulum", 2, 100, seed=0)
+    first, again = measure(agent, env, episodes=1, start=10), measure(agent, env, episodes=1, start=10)
+    assert set(first) == set(COLUMNS)
+    for key in COLUMNS:  # seeded: the same episodes, the same numbers
+        assert first[key] == again[key] or math.isnan(first[key]) and math.isnan(again[key]), key
+    assert 0 <= first["saturated"] <= 1 and first["std"] > 0 and first["return"] < 0

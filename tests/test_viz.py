@@ -51,6 +51,29 @@ def test_debug_episode_shapes(agent, traces):
     assert (traces["kl"] >= 0).all()
 
 
+def test_debug_episode_policy_is_the_actor_at_each_posterior_state(agent, traces):
+    """policy_std: the actor's pre-tanh std at the posterior states the debugger filtered (same
+    seed, so the same sampled z); policy_mode: an action of the actor's at least as likely as
+    tanh(mean) (the mode is the best of sampled draws, so its draws are not reproduced here)."""
+    from dreamer_lib.evaluate import seeded
+    from dreamer_lib.networks import preprocess
+
+    episode = synthetic_episode()
+    with torch.no_grad(), seeded(0, agent.device):
+        images = torch.as_tensor(episode["image"])[:, None]
+        posterior, _ = agent.rssm.rollout_observation(agent.encoder(preprocess(images)),
+                                                      torch.as_tensor(episode["action"])[:, None],
+                                                      agent.rssm.get_initial_state(1, agent.device))
+        policy = agent.actor(posterior.features)
+        std = policy.normal.scale[:, 0].numpy()
+        squashed_mean = torch.tanh(policy.normal.mean).clamp(-0.999999, 0.999999)
+        traced = torch.as_tensor(traces["policy_mode"])[:, None].clamp(-0.999999, 0.999999)
+        assert (policy.log_prob(traced) >= policy.log_prob(squashed_mean) - 1e-3).all()
+    assert traces["policy_mode"].shape == traces["policy_std"].shape == (T, A)
+    np.testing.assert_allclose(traces["policy_std"], std, rtol=1e-5)
+    assert np.abs(traces["policy_mode"]).max() <= 1 and (traces["policy_std"] > 0).all()
+
+
 def test_debug_episode_open_loop_is_posterior_until_start(traces):
     assert np.array_equal(traces["open_loop"][:4], traces["posterior"][:4])
 

@@ -111,6 +111,9 @@ def debug_episode(agent, episode: dict, start: int, horizon: int | None = None, 
         real reward, predicted rewards, the critic's value of each posterior state,
         KL(posterior || prior) per step (nats, summed over the stoch dimensions), and the mean
         squared pixel error (in [0, 1] pixel units) of the two reconstructions;
+      policy_mode, policy_std (T, A): the actor's action (its mode) and the std of its Gaussian
+        before the tanh, at each posterior state: a mode at +-1 with a tiny std is a saturated
+        actor, whose gradient through the tanh has vanished;
       imagined_reward, imagined_value, imagined_action (horizon,) / (horizon, A);
       start, horizon (ints).
     Sampling is seeded (`seed`) without touching the global random state."""
@@ -149,6 +152,7 @@ def debug_episode(agent, episode: dict, start: int, horizon: int | None = None, 
             open_states = posterior
         # The actor's own rollout from `last`: states (H, 1, ...) and the actions it took (H, 1, A).
         imagined, imagined_actions, _ = agent.rssm.rollout_imagination(last, agent.actor, horizon)
+        policy = agent.actor(posterior.features)  # (T, 1) distributions
         traces = {
             "real": np.asarray(episode["image"]),
             "posterior": decode(posterior),
@@ -162,6 +166,8 @@ def debug_episode(agent, episode: dict, start: int, horizon: int | None = None, 
             "imagined_reward": (agent.reward(imagined.features)[:, 0] / scale).cpu().numpy(),
             "imagined_value": (agent.critic(imagined.features)[:, 0] / scale).cpu().numpy(),
             "imagined_action": imagined_actions[:, 0].cpu().numpy(),
+            "policy_mode": policy.mode()[:, 0].cpu().numpy(),
+            "policy_std": policy.normal.scale[:, 0].cpu().numpy(),
         }
     traces["error_posterior"] = error(traces["posterior"])
     traces["error_open_loop"] = error(traces["open_loop"])

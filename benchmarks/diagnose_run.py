@@ -1,0 +1,110 @@
+"""Why a seed that had learned falls: the agent of each checkpoint a run kept, played on the same
+seeded eval episodes, with the imagination debugger's measurements (course/pictures.debug_episode)
+side by side, one row per checkpoint.
+
+    python benchmarks/diagnose_run.py RUN [--episodes 5] [--start 30]
+
+RUN is a dreamer-train run folder; its checkpoints are RUN/snapshots/checkpoint_<env frames>.pt
+(copies of checkpoint.pt taken after each evaluation, e.g. by a watcher) and RUN/checkpoint.pt.
+Columns, averaged over the episodes (rewards and values in env units, per agent step):
+  return        the episode's return (actor's mode, no noise)
+  saturated     share of steps whose action is within 0.05 of a torque limit
+  std           the actor's pre-tanh std at the visited states (median)
+  value         the critic's value of the first state
+  reward err    |predicted - real reward| from the posterior, all steps
+  upright err   the same on the steps whose reward is within 0.5 of the best (0): the pole up
+  open err      |predicted - real reward| of the open-loop prior, `start + 1` to `start + 15`
+  pix post/open mean squared pixel error of the posterior reconstruction / open-loop frames
+  kl            KL(posterior || prior) per step, nats
+Writes RUN/diagnosis.csv and RUN/diagnosis.png (each column against env frames).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import pathlib
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dreamer_lib.course.pictures import debug_episode  # noqa: E402
+from dreamer_lib.envs import run_episode  # noqa: E402
+from dreamer_lib.evaluate import load_agent, seeded  # noqa: E402
+from dreamer_lib.run_folder import read_checkpoint  # noqa: E402
+
+COLUMNS = ("return", "saturated", "std", "value", "reward err", "upright err", "open err", "pix post", "pix open",
+           "kl")
+
+
+def checkpoints(run: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
+    """(env frames, path) of the run's snapshots and of its last checkpoint, by env frames."""
+    found = [(int(re.search(r"(\d+)", p.stem).group(1)), p) for p in (run / "snapshots").glob("checkpoint_*.pt")]
+    last = read_checkpoint(run / "checkpoint.pt", "cpu")["env_frames"]
+    if last not in {frames for frames, _ in found}:
+        found.append((last, run / "checkpoint.pt"))
+    return sorted(found)
+
+
+def measure(agent, env, episodes: int, start: int, seed: int = 123) -> dict[str, float]:
+    rows = []
+    for i in range(episodes):
+        with seeded(seed + i, agent.device):
+            episode = run_episode(env, lambda image, state: agent.policy(image, state, explore=False),
+                                  agent.initial_policy_state(), seed=seed + i)
+        t = debug_episode(agent, episode, start=start, seed=seed + i)
+        reward, opened = t["reward"][1:], slice(start + 1, start + 1 + agent.config.horizon)
+        upright = reward > -0.5
+        rows.append({
+            "return": reward.sum(),
+            "saturated": (np.abs(episode["action"][1:]) > 0.95).mean(),
+            "std": np.median(t["policy_std"]),
+            "value": t["value"][0],
+            "reward err": np.abs(t["reward_posterior"][1:] - reward).mean(),
+            "upright err": np.abs(t["reward_posterior"][1:] - reward)[upright].mean() if upright.any() else np.nan,
+            "open err": np.abs(t["reward_open_loop"][opened] - t["reward"][opened]).mean(),
+            "pix post": t["error_posterior"].mean(),
+            "pix open": t["error_open_loop"][opened].mean(),
+            "kl": t["kl"][1:].mean(),
+        })
+    means = {}
+    for key in COLUMNS:  # upright err is NaN for an episode that never got the pole up
+        values = [row[key] for row in rows if not np.isnan(row[key])]
+        means[key] = float(np.mean(values)) if values else float("nan")
+    return means
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=pathlib.Path)
+    parser.add_argument("--episodes", type=int, default=5)
+    parser.add_argument("--start", type=int, default=30, help="the step where the open loop begins")
+    args = parser.parse_args()
+    agent, env, _ = load_agent(args.run, device="cpu")
+    table = []
+    print(f"{'env frames':>10} | " + " | ".join(f"{c:>11}" for c in COLUMNS))
+    for frames, path in checkpoints(args.run):
+        agent.load_checkpoint(read_checkpoint(path, agent.device)["agent"])
+        table.append({"env_frames": frames, **measure(agent, env, args.episodes, args.start)})
+        print(f"{frames:>10} | " + " | ".join(f"{table[-1][c]:>11.4g}" for c in COLUMNS), flush=True)
+    with (args.run / "diagnosis.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["env_frames", *COLUMNS])
+        writer.writeheader()
+        writer.writerows(table)
+    fig, axes = plt.subplots(2, 5, figsize=(16, 5.5))
+    for ax, column in zip(axes.flat, COLUMNS):
+        ax.plot([r["env_frames"] for r in table], [r[column] for r in table], marker="o")
+        ax.set_title(column, fontsize=10)
+        ax.set_xlabel("env frames", fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{args.run}: {args.episodes} seeded eval episodes per checkpoint", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(args.run / "diagnosis.png", dpi=100)
+    print(f"wrote {args.run / 'diagnosis.csv'} and {args.run / 'diagnosis.png'}")
+
+
+if __name__ == "__main__":
+    main()
