@@ -11,6 +11,8 @@ losses and schedule) are `Parts`, passed in: the library's own by default.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import pathlib
 from dataclasses import dataclass
 from typing import Callable
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dreamer_lib import fast
+from dreamer_lib import discrete, fast
 from dreamer_lib.actor_critic import (Actor, Critic, TanhNormal, compute_actor_loss, compute_critic_loss,
                                       compute_lambda_returns, discount_weights)
 from dreamer_lib.config import Config, resolve_device, updates_due
@@ -46,10 +48,22 @@ class Parts:
     source: pathlib.Path | None = None
 
 
+def with_discrete_latent(parts: Parts, classes: int) -> Parts:
+    """The parts with DreamerV2's discrete RSSM and its KL (discrete.py) in place of the Gaussian's."""
+    if parts.rssm is not RSSM or parts.kl_loss is not kl_loss:
+        raise ValueError("latent_classes > 0 trains DreamerV2's discrete RSSM and its KL, which would replace your "
+                         "own rssm or kl_loss components. Train your components with --latent-classes 0 (the "
+                         "paper's Gaussian latent), or leave them out of the components file.")
+    return dataclasses.replace(parts, rssm=functools.partial(discrete.DiscreteRSSM, classes=classes),
+                               kl_loss=discrete.kl_loss)
+
+
 class DreamerV1(nn.Module):
     def __init__(self, config: Config, action_size: int, device: torch.device | str | None = None,
                  parts: Parts = Parts()):
         super().__init__()
+        if config.latent_classes:
+            parts = with_discrete_latent(parts, config.latent_classes)
         self.config, self.action_size, self.parts = config, action_size, parts
         self.device = device if isinstance(device, torch.device) else resolve_device(device or config.device)
         c = config
@@ -112,8 +126,9 @@ class DreamerV1(nn.Module):
             representation, _ = self.parts.kl_loss(posterior, prior.detach(), c.free_nats)
             kl_clamped = c.kl_balance * dynamics + (1 - c.kl_balance) * representation
         loss = image_loss + reward_loss + c.kl_scale * kl_clamped
-        metrics = {"image_loss": image_loss, "reward_loss": reward_loss, "kl": kl,
-                   "prior_std": prior.std.mean(), "posterior_std": posterior.std.mean()}
+        metrics = {"image_loss": image_loss, "reward_loss": reward_loss, "kl": kl}
+        if isinstance(prior, RSSMState):  # the Gaussian's spreads (a discrete latent has none)
+            metrics.update(prior_std=prior.std.mean(), posterior_std=posterior.std.mean())
         if self.continue_predictor is not None:
             # As the official code, the target folds in gamma: the head predicts gamma * not_terminal.
             logits = self.continue_predictor(features)

@@ -30,7 +30,8 @@ class Config:
     # --- world model sizes ---
     cnn_depth: int = 32  # channels of the first conv; the encoder goes depth x 1-2-4-8
     deter_size: int = 200  # h: the GRU's deterministic state
-    stoch_size: int = 30  # z: the diagonal Gaussian stochastic state
+    stoch_size: int = 30  # z: the diagonal Gaussian stochastic state (with latent_classes: the categoricals)
+    latent_classes: int = 0  # DreamerV2's discrete latent, classes per categorical (V2: 32, stoch 32); 0 = the paper
     hidden_size: int = 200  # hidden layer inside the RSSM's prior/posterior
     dense_units: int = 400  # width of reward, value and action heads (official code: 400)
     min_std: float = 0.1  # std = softplus(x) + min_std for prior and posterior
@@ -115,8 +116,8 @@ class Config:
         """One problem per setting (a later, more specific check replaces an earlier one's)."""
         problems = {}
         for name in ("action_repeat", "total_frames", "train_every", "train_updates", "batch_size", "eval_every",
-                     "eval_episodes", "horizon", "imagine_every", "cnn_depth", "deter_size", "stoch_size", "hidden_size",
-                     "dense_units", "replay_capacity"):
+                     "eval_episodes", "horizon", "imagine_every", "cnn_depth", "deter_size", "stoch_size",
+                     "hidden_size", "dense_units", "replay_capacity"):
             if getattr(self, name) < 1:
                 problems[name] = f"{name} is {getattr(self, name)}; it counts something, so it must be 1 or more"
         if self.seq_len < 2:
@@ -129,7 +130,8 @@ class Config:
         if self.time_limit is not None and self.time_limit < self.action_repeat:
             problems["time_limit"] = (f"time_limit is {self.time_limit} env frames, less than one agent step "
                                       f"(action_repeat {self.action_repeat})")
-        for name in ("free_nats", "kl_scale", "continue_scale", "actor_entropy", "expl_noise", "seed"):
+        for name in ("free_nats", "kl_scale", "continue_scale", "actor_entropy", "expl_noise", "seed",
+                     "latent_classes"):
             if getattr(self, name) < 0:
                 problems[name] = f"{name} is {getattr(self, name)}; it must be 0 or more"
         for name in ("model_lr", "actor_lr", "critic_lr", "adam_eps", "grad_clip", "min_std", "actor_min_std",
@@ -232,7 +234,7 @@ FORMER_NAMES = {"steps": "total_frames", "train_steps": "train_updates", "use_co
                 "image_size": None, "checkpoint_every": None}
 # Settings added since the first version, with the value the runs that lack them trained with.
 ADDED = {"actor_entropy": 0.0, "slow_critic_decay": 0.0, "return_normalization": False, "kl_balance": None,
-         "imagine_every": 1}
+         "imagine_every": 1, "latent_classes": 0}
 
 # Upper bounds on sizes, 16x the paper's values or more, that refuse a typo (an extra zero, 10**9)
 # before it tries to allocate terabytes; an experiment that needs more can raise them here.
@@ -241,6 +243,7 @@ LIMITS = {
     "cnn_depth": (512, "the decoder's first layer holds 3,200 x cnn_depth² weights, 3.1 GiB in fp32 at 512"),
     "deter_size": (16384, _WIDE), "stoch_size": (16384, _WIDE), "hidden_size": (16384, _WIDE),
     "dense_units": (16384, _WIDE),
+    "latent_classes": (1024, "z then has stoch_size x latent_classes entries, each a row of the GRU's input layer"),
     "horizon": (1000, "imagination keeps batch_size x seq_len x horizon model states for the gradient "
                       "(paper: 50 x 50 x 15)"),
 }
@@ -248,8 +251,8 @@ FRAMES_PER_UPDATE = 1_000_000  # limit of batch_size x seq_len: 12 GB of uint8 p
 
 # Architecture settings: a checkpoint only loads into a model built with the same values (the
 # last two add a slow critic's weights or the return statistics to it).
-ARCHITECTURE = ("cnn_depth", "deter_size", "stoch_size", "hidden_size", "dense_units", "predict_continue",
-                "slow_critic_decay", "return_normalization")
+ARCHITECTURE = ("cnn_depth", "deter_size", "stoch_size", "latent_classes", "hidden_size", "dense_units",
+                "predict_continue", "slow_critic_decay", "return_normalization")
 
 PRESETS: dict[str, dict] = {
     # The paper's settings (Hafner et al. 2020, appendix A), unchanged.

@@ -29,18 +29,18 @@ class RSSMState(NamedTuple):
         return torch.cat([self.stoch, self.deter], -1)
 
     def detach(self) -> "RSSMState":
-        return RSSMState(*(x.detach() for x in self))
+        return type(self)(*(x.detach() for x in self))
 
     def reshape(self, *shape) -> "RSSMState":
-        return RSSMState(*(x.reshape(*shape, x.shape[-1]) for x in self))
+        return type(self)(*(x.reshape(*shape, x.shape[-1]) for x in self))
 
     def at(self, index) -> "RSSMState":
         """Index the leading (time) dimension of every field: `states.at(-1)`, `states.at(slice(0, -1))`."""
-        return RSSMState(*(x[index] for x in self))
+        return type(self)(*(x[index] for x in self))
 
 
 def stack_states(states: list[RSSMState]) -> RSSMState:
-    return RSSMState(*(torch.stack(xs) for xs in zip(*states)))
+    return type(states[0])(*(torch.stack(xs) for xs in zip(*states)))
 
 
 class RSSM(nn.Module):
@@ -61,7 +61,7 @@ class RSSM(nn.Module):
         return RSSMState(zeros(self.stoch_size), zeros(self.stoch_size), zeros(self.stoch_size),
                          zeros(self.deter_size))
 
-    def _gaussian(self, stats: torch.Tensor, deter: torch.Tensor) -> RSSMState:
+    def _distribution(self, stats: torch.Tensor, deter: torch.Tensor) -> RSSMState:
         # Distributions stay in fp32 even under bf16 autocast.
         mean, std = stats.float().chunk(2, -1)
         std = F.softplus(std) + self.min_std
@@ -72,12 +72,12 @@ class RSSM(nn.Module):
         """One imagination step ("img_step"): h_t = GRU(h_{t-1}, [z_{t-1}, a_{t-1}]), z_t ~ p(z_t | h_t)."""
         x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
         deter = self.gru(x, prev_state.deter).float()  # (B, deter)
-        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
 
     def posterior(self, prior: RSSMState, embed: torch.Tensor) -> RSSMState:
         """z_t ~ q(z_t | h_t, e_t): same h_t as the prior, but it also sees the observation."""
         x = F.elu(self.posterior_hidden(torch.cat([prior.deter, embed], -1)))
-        return self._gaussian(self.posterior_stats(x), prior.deter)
+        return self._distribution(self.posterior_stats(x), prior.deter)
 
     def obs_step(self, prev_state: RSSMState, prev_action: torch.Tensor, embed: torch.Tensor):
         prior = self.prior(prev_state, prev_action)

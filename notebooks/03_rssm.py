@@ -365,10 +365,10 @@ knobs.free_nats_widget()
 # ```
 #
 # The posterior reuses the prior step's $h_t$: an observation changes only $z_t$; it reaches
-# $h_{t+1}$ through $z_t$. Both heads go through the same `_gaussian`: split, softplus + `min_std`,
-# reparameterised sample.
+# $h_{t+1}$ through $z_t$. Both heads go through the same `_distribution`: split, softplus +
+# `min_std`, reparameterised sample (a diagonal Gaussian; DreamerV2 swaps in categoricals here).
 #
-# **Exercise 3.3.** *(★★★, ~30 min)* Fill in `_gaussian`, `prior` and `posterior` below. The rest of
+# **Exercise 3.3.** *(★★★, ~30 min)* Fill in `_distribution`, `prior` and `posterior` below. The rest of
 # the class is given: `obs_step` = prior then posterior; `rollout_observation` loops `obs_step` over
 # a sequence (section 7); `rollout_imagination` and `rollout_prior` loop `prior` alone.
 
@@ -392,7 +392,7 @@ class RSSM(nn.Module):
         return RSSMState(zeros(self.stoch_size), zeros(self.stoch_size), zeros(self.stoch_size),
                          zeros(self.deter_size))
 
-    def _gaussian(self, stats: torch.Tensor, deter: torch.Tensor) -> RSSMState:
+    def _distribution(self, stats: torch.Tensor, deter: torch.Tensor) -> RSSMState:
         # Distributions stay in fp32 even under bf16 autocast.
         # BEGIN SOLUTION 3.3: split stats (as fp32) into mean and raw std; std = softplus + self.min_std; reparameterised sample
         mean, std = stats.float().chunk(2, -1)
@@ -406,14 +406,14 @@ class RSSM(nn.Module):
         # BEGIN SOLUTION 3.3: input layer + ELU on [z_{t-1}, a_{t-1}], GRU step (as fp32), then the prior's Gaussian from h_t
         x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
         deter = self.gru(x, prev_state.deter).float()  # (B, deter)
-        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
         # END SOLUTION
 
     def posterior(self, prior: RSSMState, embed: torch.Tensor) -> RSSMState:
         """z_t ~ q(z_t | h_t, e_t): same h_t as the prior, but it also sees the observation."""
         # BEGIN SOLUTION 3.3: the posterior's Gaussian from [prior.deter, embed]; its deter is the prior's h_t
         x = F.elu(self.posterior_hidden(torch.cat([prior.deter, embed], -1)))
-        return self._gaussian(self.posterior_stats(x), prior.deter)
+        return self._distribution(self.posterior_stats(x), prior.deter)
         # END SOLUTION
 
     def obs_step(self, prev_state: RSSMState, prev_action: torch.Tensor, embed: torch.Tensor):

@@ -165,25 +165,25 @@ def test_kl_loss_rejects(wrong, rejects):
 class PosteriorWithoutH(RSSM):
     def posterior(self, prior, embed):
         x = F.elu(self.posterior_hidden(torch.cat([torch.zeros_like(prior.deter), embed], -1)))
-        return self._gaussian(self.posterior_stats(x), prior.deter)
+        return self._distribution(self.posterior_stats(x), prior.deter)
 
 
 class NoMinStd(RSSM):
-    def _gaussian(self, stats, deter):
+    def _distribution(self, stats, deter):
         mean, std = stats.float().chunk(2, -1)
         std = F.softplus(std)
         return RSSMState(mean, std, mean + std * torch.randn_like(std), deter)
 
 
 class SampleWithoutGradient(RSSM):
-    def _gaussian(self, stats, deter):
+    def _distribution(self, stats, deter):
         mean, std = stats.float().chunk(2, -1)
         std = F.softplus(std) + self.min_std
         return RSSMState(mean, std, torch.distributions.Normal(mean, std).sample(), deter)
 
 
 class DetachedStd(RSSM):
-    def _gaussian(self, stats, deter):
+    def _distribution(self, stats, deter):
         mean, std = stats.float().chunk(2, -1)
         std = F.softplus(std) + self.min_std
         return RSSMState(mean, std, mean + std.detach() * torch.randn_like(std), deter)
@@ -193,42 +193,42 @@ class PriorSkipsGRU(RSSM):
     def prior(self, prev_state, prev_action):
         x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
         deter = prev_state.deter  # forgot the recurrent update
-        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
 
 
 class PriorFromOldH(RSSM):  # the prior's Gaussian reads h_{t-1}
     def prior(self, prev_state, prev_action):
         x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
         deter = self.gru(x, prev_state.deter)
-        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(prev_state.deter))), deter)
+        return self._distribution(self.prior_stats(F.elu(self.prior_hidden(prev_state.deter))), deter)
 
 
 class PriorGRUFromZero(RSSM):
     def prior(self, prev_state, prev_action):
         x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
         deter = self.gru(x)
-        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
 
 
 class PriorNoInputELU(RSSM):
     def prior(self, prev_state, prev_action):
         x = self.input_layer(torch.cat([prev_state.stoch, prev_action], -1))
         deter = self.gru(x, prev_state.deter)
-        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
 
 
 class PriorActionFirst(RSSM):
     def prior(self, prev_state, prev_action):
         x = F.elu(self.input_layer(torch.cat([prev_action, prev_state.stoch], -1)))
         deter = self.gru(x, prev_state.deter)
-        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
 
 
 class PriorGRUArgumentsSwapped(RSSM):
     def prior(self, prev_state, prev_action):
         x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
         deter = self.gru(prev_state.deter, x)
-        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
 
 
 class PriorNoReturn(RSSM):
@@ -237,14 +237,14 @@ class PriorNoReturn(RSSM):
 
 
 class MeanStdSwapped(RSSM):
-    def _gaussian(self, stats, deter):
+    def _distribution(self, stats, deter):
         std, mean = stats.float().chunk(2, -1)
         std = F.softplus(std) + self.min_std
         return RSSMState(mean, std, mean + std * torch.randn_like(std), deter)
 
 
 class ExpStd(RSSM):
-    def _gaussian(self, stats, deter):
+    def _distribution(self, stats, deter):
         mean, std = stats.float().chunk(2, -1)
         std = std.exp() + self.min_std
         return RSSMState(mean, std, mean + std * torch.randn_like(std), deter)
@@ -253,48 +253,48 @@ class ExpStd(RSSM):
 class PosteriorEmbedFirst(RSSM):
     def posterior(self, prior, embed):
         x = F.elu(self.posterior_hidden(torch.cat([embed, prior.deter], -1)))
-        return self._gaussian(self.posterior_stats(x), prior.deter)
+        return self._distribution(self.posterior_stats(x), prior.deter)
 
 
 class PosteriorNoELU(RSSM):
     def posterior(self, prior, embed):
         x = self.posterior_hidden(torch.cat([prior.deter, embed], -1))
-        return self._gaussian(self.posterior_stats(x), prior.deter)
+        return self._distribution(self.posterior_stats(x), prior.deter)
 
 
 class GRUMemoryDetached(RSSM):  # the values are right; the world model stops learning through time
     def prior(self, prev_state, prev_action):
         x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
         deter = self.gru(x, prev_state.deter.detach())
-        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
 
 
 class GRUInputDetached(RSSM):
     def prior(self, prev_state, prev_action):
         x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1))).detach()
         deter = self.gru(x, prev_state.deter)
-        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
 
 
 class PriorActionDetached(RSSM):
     def prior(self, prev_state, prev_action):
         x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action.detach()], -1)))
         deter = self.gru(x, prev_state.deter)
-        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
 
 
 class PriorStatsFromDetachedH(RSSM):
     def prior(self, prev_state, prev_action):
         x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
         deter = self.gru(x, prev_state.deter)
-        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter.detach()))), deter)
+        return self._distribution(self.prior_stats(F.elu(self.prior_hidden(deter.detach()))), deter)
 
 
 class PriorDetachesItsH(RSSM):
     def prior(self, prev_state, prev_action):
         x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
         deter = self.gru(x, prev_state.deter).detach()
-        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
 
 
 class PriorUnderNoGrad(RSSM):
@@ -302,76 +302,76 @@ class PriorUnderNoGrad(RSSM):
         with torch.no_grad():
             x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
             deter = self.gru(x, prev_state.deter)
-        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
 
 
 class PosteriorReadsDetachedH(RSSM):
     def posterior(self, prior, embed):
         x = F.elu(self.posterior_hidden(torch.cat([prior.deter.detach(), embed], -1)))
-        return self._gaussian(self.posterior_stats(x), prior.deter)
+        return self._distribution(self.posterior_stats(x), prior.deter)
 
 
 class PosteriorReturnsDetachedH(RSSM):
     def posterior(self, prior, embed):
         deter = prior.deter.detach()
         x = F.elu(self.posterior_hidden(torch.cat([deter, embed], -1)))
-        return self._gaussian(self.posterior_stats(x), deter)
+        return self._distribution(self.posterior_stats(x), deter)
 
 
 class PosteriorDetachesOnlyItsH(RSSM):
     def posterior(self, prior, embed):
         x = F.elu(self.posterior_hidden(torch.cat([prior.deter, embed], -1)))
-        return self._gaussian(self.posterior_stats(x), prior.deter.detach())
+        return self._distribution(self.posterior_stats(x), prior.deter.detach())
 
 
 class PosteriorEmbedDetached(RSSM):
     def posterior(self, prior, embed):
         x = F.elu(self.posterior_hidden(torch.cat([prior.deter, embed.detach()], -1)))
-        return self._gaussian(self.posterior_stats(x), prior.deter)
+        return self._distribution(self.posterior_stats(x), prior.deter)
 
 
 class PosteriorThroughData(RSSM):  # .data is a detach in disguise
     def posterior(self, prior, embed):
         x = F.elu(self.posterior_hidden(torch.cat([prior.deter.data, embed], -1)))
-        return self._gaussian(self.posterior_stats(x), prior.deter)
+        return self._distribution(self.posterior_stats(x), prior.deter)
 
 
 class PriorHeadReLU(RSSM):
     def prior(self, prev_state, prev_action):
         x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
         deter = self.gru(x, prev_state.deter)
-        return self._gaussian(self.prior_stats(F.relu(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(F.relu(self.prior_hidden(deter))), deter)
 
 
 class PriorInputReLU(RSSM):
     def prior(self, prev_state, prev_action):
         x = F.relu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
         deter = self.gru(x, prev_state.deter)
-        return self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(F.elu(self.prior_hidden(deter))), deter)
 
 
 class PosteriorReLU(RSSM):
     def posterior(self, prior, embed):
         x = F.relu(self.posterior_hidden(torch.cat([prior.deter, embed], -1)))
-        return self._gaussian(self.posterior_stats(x), prior.deter)
+        return self._distribution(self.posterior_stats(x), prior.deter)
 
 
 class ReLUEverywhere(RSSM):
     def prior(self, prev_state, prev_action):
         x = F.relu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
         deter = self.gru(x, prev_state.deter)
-        return self._gaussian(self.prior_stats(F.relu(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(F.relu(self.prior_hidden(deter))), deter)
 
     def posterior(self, prior, embed):
         x = F.relu(self.posterior_hidden(torch.cat([prior.deter, embed], -1)))
-        return self._gaussian(self.posterior_stats(x), prior.deter)
+        return self._distribution(self.posterior_stats(x), prior.deter)
 
 
 class PriorHeadTanh(RSSM):
     def prior(self, prev_state, prev_action):
         x = F.elu(self.input_layer(torch.cat([prev_state.stoch, prev_action], -1)))
         deter = self.gru(x, prev_state.deter)
-        return self._gaussian(self.prior_stats(torch.tanh(self.prior_hidden(deter))), deter)
+        return self._distribution(self.prior_stats(torch.tanh(self.prior_hidden(deter))), deter)
 
 
 RSSM_STEP_MISTAKES = {  # the mistake -> what the check's message must say

@@ -121,6 +121,7 @@ def debug_episode(agent, episode: dict, start: int, horizon: int | None = None, 
 
     from dreamer_lib.evaluate import seeded
     from dreamer_lib.networks import preprocess, to_uint8
+    from dreamer_lib.discrete import DiscreteState, categorical_kl
     from dreamer_lib.rssm import RSSMState, kl_divergence
 
     config = agent.config
@@ -147,7 +148,7 @@ def debug_episode(agent, episode: dict, start: int, horizon: int | None = None, 
         last = posterior.at(start)  # (1, ...)
         if start + 1 < length:
             predicted = agent.rssm.rollout_prior(actions[start + 1:], last)  # (T - start - 1, 1, ...)
-            open_states = RSSMState(*(torch.cat([a[:start + 1], b]) for a, b in zip(posterior, predicted)))
+            open_states = type(posterior)(*(torch.cat([a[:start + 1], b]) for a, b in zip(posterior, predicted)))
         else:
             open_states = posterior
         # The actor's own rollout from `last`: states (H, 1, ...) and the actions it took (H, 1, A).
@@ -162,7 +163,8 @@ def debug_episode(agent, episode: dict, start: int, horizon: int | None = None, 
             "reward_posterior": (agent.reward(posterior.features)[:, 0] / scale).cpu().numpy(),
             "reward_open_loop": (agent.reward(open_states.features)[:, 0] / scale).cpu().numpy(),
             "value": (agent.critic(posterior.features)[:, 0] / scale).cpu().numpy(),
-            "kl": kl_divergence(posterior, prior)[:, 0].cpu().numpy(),
+            "kl": (categorical_kl if isinstance(posterior, DiscreteState) else kl_divergence)(posterior, prior)[:, 0]
+            .cpu().numpy(),
             "imagined_reward": (agent.reward(imagined.features)[:, 0] / scale).cpu().numpy(),
             "imagined_value": (agent.critic(imagined.features)[:, 0] / scale).cpu().numpy(),
             "imagined_action": imagined_actions[:, 0].cpu().numpy(),

@@ -298,7 +298,7 @@ def _prior_mistakes(ref, prev: RSSMState, action: torch.Tensor):
     yield ({"deter": h, "stats": stats_of(prev.deter)},
            "your prior's mean and std are computed from h_{t-1} (prev_state.deter), the state BEFORE the GRU step. "
            "p(z_t | h_t) reads the NEW h_t that the GRU just computed: "
-           "self._gaussian(self.prior_stats(F.elu(self.prior_hidden(deter))), deter) with "
+           "self._distribution(self.prior_stats(F.elu(self.prior_hidden(deter))), deter) with "
            "deter = self.gru(x, prev_state.deter).")
     yield ({"deter": h, "stats": ref.prior_stats(ref.prior_hidden(h))},
            "your prior's mean and std are what you get without the ELU after prior_hidden: "
@@ -352,10 +352,10 @@ def check_rssm_step(RSSM) -> None:
     action = (torch.rand(batch, action_size, generator=g) * 2 - 1).requires_grad_(True)
     embed = torch.randn(batch, embed_size, generator=g).requires_grad_(True)
     prior_hints = ((r"shape|size|mat1|match", "The prior step: x = F.elu(self.input_layer(torch.cat([prev_state.stoch, "
-                    "prev_action], -1))), deter = self.gru(x, prev_state.deter), then self._gaussian(self.prior_stats("
+                    "prev_action], -1))), deter = self.gru(x, prev_state.deter), then self._distribution(self.prior_stats("
                     "F.elu(self.prior_hidden(deter))), deter)."),)
     posterior_hints = ((r"shape|size|mat1|match", "The posterior step: x = F.elu(self.posterior_hidden(torch.cat("
-                        "[prior.deter, embed], -1))), then self._gaussian(self.posterior_stats(x), prior.deter)."),)
+                        "[prior.deter, embed], -1))), then self._distribution(self.posterior_stats(x), prior.deter)."),)
 
     # Prior: h_t = GRU(h_{t-1}, [z_{t-1}, a_{t-1}]), z_t ~ p(z_t | h_t).
     torch.manual_seed(1)
@@ -373,7 +373,7 @@ def check_rssm_step(RSSM) -> None:
                     stats = ref.prior_stats(F.elu(ref.prior_hidden(ref_prior.deter)))
                     for mean, std, message in _gaussian_mistakes(stats, min_std):
                         if same(prior.mean, mean) and same(prior.std, std):
-                            fail(ex, f"in _gaussian (seen in prior(...)): {message}")
+                            fail(ex, f"in _distribution (seen in prior(...)): {message}")
         expect_close(ex, "prior(...).deter", prior.deter, ref_prior.deter,
                      hint="h_t = self.gru(x, h_{t-1}) with x = elu(self.input_layer(cat[z_{t-1}, a_{t-1}])).")
     _check_gaussian(ex, "prior(...)", prior, ref_prior, model.prior_stats, min_std,
