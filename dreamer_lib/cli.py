@@ -7,13 +7,15 @@
     dreamer-train --test                   # one-minute end-to-end check
     dreamer-train --help                   # every setting of config.Config, with its meaning
     dreamer-eval RUN                       # play a run's checkpoint, print the returns, write a GIF
+    dreamer-eval pretrained:pendulum-cpu   # the same for a model that ships with the course
 
 Exit status: 0 when the work is done, 1 on a fault (it names its cause; the checkpoint on disk
 stays the last good one), 2 on bad input (nothing was written), 130 after Ctrl-C and 143 after
 SIGTERM (a checkpoint is saved first; a second signal stops at once).
 
 This is where the two layers meet: `--components FILE` checks a learner's functions with the
-course's exercise checks (dreamer_lib/course/components.py) before the trainer uses them. No
+course's exercise checks (dreamer_lib/course/components.py) before the trainer uses them, and
+`dreamer-eval pretrained:NAME` finds the course's shipped models (dreamer_lib/course/pretrained.py). No
 module of the algorithm imports the course, and none imports this one (tests/test_layers.py).
 """
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 # A warning reads as one line for people ("warning: ..."), not with the library's source line.
 warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
 STOPPED_AT_START = "\nStopped during start-up; nothing was trained."
+PRETRAINED = "pretrained:"  # dreamer-eval pretrained:NAME plays a model that ships with the course
 try:  # PyTorch takes a few seconds to load: a Ctrl-C meanwhile ends with a line, not a traceback
     import numpy as np
     import tyro
@@ -165,15 +168,22 @@ def load_parts(args, logdir: pathlib.Path):
 def evaluate(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dreamer-eval", description="Play a run's checkpoint with the policy's "
                                      "mode (no exploration noise), print each episode's return, write a GIF.")
-    parser.add_argument("run", help="a run folder written by dreamer-train")
+    parser.add_argument("run", help="a run folder written by dreamer-train, or pretrained:NAME for a model that "
+                        "ships with the course (pretrained:pendulum-cpu)")
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--device", default=None, choices=["cpu", "cuda"])
-    parser.add_argument("--output", default=None, help="GIF path (default: RUN/eval-<env frames>.gif)")
+    parser.add_argument("--output", default=None, help="GIF path (default: RUN/eval-<env frames>.gif; for "
+                        "pretrained:NAME, NAME-eval-<env frames>.gif in the current folder)")
     args = parser.parse_args(argv)
     try:
         if args.episodes < 1:
             raise ValueError(f"--episodes {args.episodes}: evaluate at least 1 episode.")
-        agent, env, checkpoint = load_agent(args.run, args.device)
+        run = pathlib.Path(args.run)
+        if args.run.startswith(PRETRAINED):
+            from dreamer_lib.course.pretrained import pretrained  # the course's models: the course loads here
+
+            run = pretrained(args.run.removeprefix(PRETRAINED))
+        agent, env, checkpoint = load_agent(run, args.device)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -182,7 +192,9 @@ def evaluate(argv: list[str] | None = None) -> int:
         print(f"episode {i}: return {value:.1f}")
     print(f"{agent.config.env}, checkpoint at {checkpoint['env_frames']} env frames / {checkpoint['updates']} updates: "
           f"mean {np.mean(returns):.1f} ± {np.std(returns):.1f} over {len(returns)} episodes (policy mode, no noise)")
-    output = pathlib.Path(args.output or pathlib.Path(args.run) / f"eval-{checkpoint['env_frames']}.gif")
+    # A shipped model's folder belongs to the installed library: its GIF goes to the current folder.
+    gif = f"eval-{checkpoint['env_frames']}.gif"
+    output = pathlib.Path(args.output or (f"{run.name}-{gif}" if args.run.startswith(PRETRAINED) else run / gif))
     try:
         viz.save_gif(frames, output, fps=20, scale=2)
     except OSError as error:

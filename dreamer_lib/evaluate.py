@@ -1,5 +1,5 @@
-"""Evaluation: the policy's mode, no exploration noise; and the agent of a run folder, which
-`dreamer-eval RUN` (cli.py), lesson 7 and the debugger play."""
+"""Evaluation: the policy's mode, no exploration noise; and the agent of a run folder or of a
+shipped model folder, which `dreamer-eval RUN` (cli.py), lesson 7 and the debugger play."""
 from __future__ import annotations
 
 import contextlib
@@ -11,7 +11,10 @@ import torch
 from dreamer_lib.agent import DreamerV1
 from dreamer_lib.config import Config
 from dreamer_lib.envs import make_env, run_episode
-from dreamer_lib.run_folder import read_checkpoint
+from dreamer_lib.run_folder import RUN_ADVICE, read_checkpoint
+
+SHIPPED_ADVICE = ("It ships with the course library: restore it from git in a clone of the course (git checkout -- "
+                  "FILE), or reinstall the library (pip install --force-reinstall, as in the README).")
 
 
 @contextlib.contextmanager
@@ -48,19 +51,29 @@ def load_run_config(run: str | pathlib.Path) -> Config:
 
 
 def load_agent(run: str | pathlib.Path, device: str | None = None):
-    """The agent of a dreamer-train run folder, built with the run's own config.json."""
+    """The agent of a dreamer-train run folder (its checkpoint.pt), or of a model folder that
+    ships with the course (its model.pt: the weights in fp16 and the counters, no optimiser
+    state; tools/export_pretrained.py), built with the folder's own config.json.
+
+    Returns (agent, env, checkpoint). For a model folder, checkpoint["agent"] holds its weights and
+    a fresh optimiser state, so code that continues training from a checkpoint (lesson 7) runs on
+    both: there, Adam starts afresh, as in a new run."""
     run = pathlib.Path(run)
     config = load_run_config(run)
     if device:
         config = config.replace(device=device)
-    if not (run / "checkpoint.pt").exists():
+    shipped = (run / "model.pt").exists()
+    if not shipped and not (run / "checkpoint.pt").exists():
         raise ValueError(f"{run} has no checkpoint.pt yet: it is written before the first episode. "
                          "Train (or resume the run) first.")
     env = make_env(config.env, config.action_repeat, config.time_limit, seed=config.seed + 20_000)
     agent = DreamerV1(config, env.action_space.shape[0])
-    checkpoint = read_checkpoint(run / "checkpoint.pt", agent.device)
+    path = run / ("model.pt" if shipped else "checkpoint.pt")
+    checkpoint = read_checkpoint(path, agent.device, advice=SHIPPED_ADVICE if shipped else RUN_ADVICE)
     if not isinstance(checkpoint, dict) or "agent" not in checkpoint:
-        raise ValueError(f"{run / 'checkpoint.pt'} holds no agent: it was not written by dreamer-train.")
+        raise ValueError(f"{path} holds no agent: it was not written by dreamer-train or tools/export_pretrained.py.")
+    if shipped:  # the weights alone, in fp16 (loading casts them to fp32): Adam starts afresh
+        checkpoint["agent"]["optimizers"] = agent.checkpoint()["optimizers"]
     agent.load_checkpoint(checkpoint["agent"])
     agent.eval()
     return agent, env, checkpoint

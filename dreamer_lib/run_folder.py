@@ -54,11 +54,13 @@ def write_checkpoint(path: pathlib.Path, state: dict) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def read_checkpoint(path: pathlib.Path, map_location="cpu") -> dict:
-    """A checkpoint written by write_checkpoint, its checksum verified (files from before checksums
-    were added load unverified)."""
-    advice = ("The episodes in its run folder are intact: move the checkpoint away and train a new run from "
+RUN_ADVICE = ("The episodes in its run folder are intact: move the checkpoint away and train a new run from "
               "another folder (dreamer-train --logdir NEW), or restore the file from a backup.")
+
+
+def read_checkpoint(path: pathlib.Path, map_location="cpu", advice: str = RUN_ADVICE) -> dict:
+    """A checkpoint written by write_checkpoint, its checksum verified (files from before checksums
+    were added load unverified). `advice`: the way back that a message about a damaged file gives."""
     try:
         payload = path.read_bytes()
     except OSError as error:

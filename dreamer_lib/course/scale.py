@@ -2,7 +2,8 @@
 
 Scales: "gpu" (paper sizes, picked when CUDA is there), "cpu" (smaller, still learns), "ci"
 (tiny, only proves the code runs; nbval uses it). DREAMER_SCALE=gpu|cpu|ci overrides the choice.
-Run folders: `runs_dir()`, one root for lessons and workbooks (DREAMER_RUNS overrides it).
+Run folders: `runs_dir()`, one root for lessons and workbooks (DREAMER_RUNS overrides it);
+`trained_run()`, the trained agent a lesson studies (lesson 6's run, else the shipped model).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import torch
 
 import dreamer_lib
 from dreamer_lib.config import Config, make_config
+from dreamer_lib.course.pretrained import available, pretrained
 
 PRESET_OF_SCALE = {"gpu": "paper", "cpu": "cpu", "ci": "ci"}
 
@@ -80,3 +82,14 @@ def runs_dir() -> pathlib.Path:
     if os.environ.get("DREAMER_RUNS"):
         return pathlib.Path(os.environ["DREAMER_RUNS"]).expanduser().resolve()
     return pathlib.Path("../runs" if pathlib.Path.cwd().name == "workbooks" else "runs")
+
+
+def trained_run() -> pathlib.Path | None:
+    """The trained agent a lesson studies: lesson 6's run (`runs_dir() / "lesson6"`) once it has a
+    checkpoint, so a learner's own run comes first; else the model that ships with the course
+    (`pretrained("pendulum-cpu")`); else None, and the lesson trains a tiny stand-in. Either
+    folder loads with `evaluate.load_agent` and holds `episodes/`."""
+    lesson6 = runs_dir() / "lesson6"
+    if (lesson6 / "checkpoint.pt").exists():
+        return lesson6
+    return pretrained("pendulum-cpu") if "pendulum-cpu" in available() else None
