@@ -16,12 +16,14 @@ import dataclasses
 import datetime
 import errno
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
 import pathlib
 import shutil
 import socket
+import subprocess
 import tempfile
 
 import numpy as np
@@ -228,6 +230,8 @@ class RunFolder:
         if source and source.resolve() != (self.path / "components.py").resolve():
             shutil.copyfile(source, self.path / "components.py")
         (self.path / "config.json").write_text(config.to_json())
+        with (self.path / "code.txt").open("a") as f:  # one line per start or resume: which code trained
+            f.write(f"{datetime.datetime.now().isoformat(timespec='seconds')}: {code_version()}\n")
         if self.changes:
             log_changes(self.path, self.changes)
         # purge_step drops the events a killed run wrote after its checkpoint; the resume rewrites them.
@@ -244,6 +248,22 @@ class RunFolder:
         if self.tensorboard:
             self.tensorboard.close()
         self.lock.release()
+
+
+def code_version() -> str:
+    """The code that trains: the git commit of the checkout dreamer_lib runs from (and whether
+    dreamer_lib has uncommitted changes there), or the installed package's version outside git."""
+    library = pathlib.Path(__file__).parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(library), *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
+    try:
+        commit, changes = git("rev-parse", "HEAD"), git("status", "--porcelain", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return f"dreamer-course {importlib.metadata.version('dreamer-course')} (not a git checkout)"
+    return f"git {commit}" + (" with uncommitted changes to dreamer_lib" if changes else "") + f" ({library})"
 
 
 class RunLock:

@@ -302,6 +302,19 @@ def test_a_resume_with_another_thread_count_says_it_is_not_exact(half_run, capsy
     assert f"trained with {threads} CPU threads and now has {threads + 1}" in capsys.readouterr().out
 
 
+def test_each_start_and_resume_records_the_code_that_trains(half_run):
+    """code.txt: one line per accepted start or resume, with the git commit of the checkout (and
+    whether dreamer_lib had uncommitted changes), or the package's version outside git."""
+    import re
+
+    Trainer(exact_config(), half_run, progress=False).close()
+    lines = (half_run / "code.txt").read_text().splitlines()
+    assert len(lines) == 2, lines
+    pattern = (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d: (git [0-9a-f]{40}( with uncommitted changes to dreamer_lib)? \(.*\)"
+               r"|dreamer-course \S+ \(not a git checkout\))")
+    assert all(re.fullmatch(pattern, line) for line in lines), lines
+
+
 def test_episodes_deleted_mid_run_stop_with_a_message_that_says_so(half_run):
     trainer = Trainer(exact_config(), half_run, progress=False)
     shutil.rmtree(half_run / "episodes")

@@ -149,8 +149,13 @@ def training_command(config: Config) -> str:
 
 
 def code_commit(first_episode: pathlib.Path) -> str:
-    """The run folder does not record the commit it was trained with: take HEAD at export time, and
-    say whether a commit since the run's first episode, or an uncommitted change, touched dreamer_lib/."""
+    """The code the run trained with: its code.txt (a line per start and resume, which dreamer-train
+    writes), or for a run from before code.txt, HEAD at export time, saying whether a commit since
+    the run's first episode, or an uncommitted change, touched dreamer_lib/."""
+    recorded = first_episode.parent.parent / "code.txt"
+    if recorded.exists():
+        return "recorded by dreamer-train (code.txt), per start and resume: " + "; ".join(
+            f"`{line}`" for line in recorded.read_text().splitlines())
     started = datetime.datetime.fromtimestamp(first_episode.stat().st_mtime).isoformat(timespec="seconds")
 
     def git(*args: str) -> str:
