@@ -585,6 +585,27 @@ def returns_torch(rewards, values, discounts, bootstrap, lam):
     return torch.stack(out)
 
 
+def as_arrays(batch) -> dict:
+    """The batch fixture's tensors as the numpy batch `DreamerV1.update` takes."""
+    images, actions, rewards, discounts = batch
+    return {"image": images.numpy(), "action": actions.numpy(), "reward": rewards.numpy(),
+            "not_terminal": discounts.numpy()}
+
+
+def imagined_on_twin(twin, batch, drop_last: bool) -> torch.Tensor:
+    """The imagined features an update draws under torch seed 24, recomputed step by step on a
+    twin agent: filter the batch, start from every posterior state (all but each window's last
+    with drop_last), imagine H steps with the actor."""
+    images, actions, _, _ = batch
+    torch.manual_seed(24)
+    embed = twin.encoder(preprocess_by_hand(images.numpy()))
+    posterior, _ = twin.rssm.rollout_observation(embed, actions, twin.rssm.get_initial_state(images.shape[1]))
+    if drop_last:
+        posterior = RSSMState(*(x[:-1] for x in posterior))
+    start = RSSMState(*(x.detach().reshape(-1, x.shape[-1]) for x in posterior))
+    return twin.rssm.rollout_imagination(start, twin.actor, twin.config.horizon)[0].features
+
+
 @pytest.mark.parametrize("predict_continue", [False, True])
 def test_update_behaviour_losses_and_gradients_by_hand(batch, predict_continue):
     """One update: H imagined steps from every posterior state (the last of each window dropped
@@ -594,20 +615,12 @@ def test_update_behaviour_losses_and_gradients_by_hand(batch, predict_continue):
     overrides = dict(predict_continue=predict_continue, gamma=0.8, lambda_=0.6, grad_clip=1e9)
     agent, twin = make_agent(**overrides), make_agent(**overrides)
     images, actions, rewards, discounts = batch
-    arrays = {"image": images.numpy(), "action": actions.numpy(), "reward": rewards.numpy(),
-              "not_terminal": discounts.numpy()}
+    arrays = as_arrays(batch)
     torch.manual_seed(24)
     metrics = agent.update(arrays)
 
-    torch.manual_seed(24)
-    embed = twin.encoder(preprocess_by_hand(arrays["image"]))
-    posterior, _ = twin.rssm.rollout_observation(embed, actions, twin.rssm.get_initial_state(images.shape[1]))
-    if predict_continue:
-        posterior = RSSMState(*(x[:-1] for x in posterior))
-    start = RSSMState(*(x.detach().reshape(-1, x.shape[-1]) for x in posterior))
-    imagined, _, _ = twin.rssm.rollout_imagination(start, twin.actor, twin.config.horizon)
-    features = imagined.features
-    assert features.shape[:2] == (twin.config.horizon, start.deter.shape[0])
+    features = imagined_on_twin(twin, batch, drop_last=predict_continue)
+    assert features.shape[:2] == (twin.config.horizon, (images.shape[0] - predict_continue) * images.shape[1])
     reward, value = twin.reward(features), twin.critic(features)
     discount = torch.sigmoid(twin.continue_predictor(features)) if predict_continue else torch.full_like(reward, 0.8)
     returns = returns_torch(reward[:-1], value[:-1], discount[:-1], value[-1], 0.6)
@@ -668,17 +681,11 @@ def test_slow_critic_builds_the_returns_and_follows_the_critic_by_ema(batch):
                 param.add_(0.3 * torch.ones_like(param))
     slow_before = [p.detach().clone() for p in agent.slow_critic.parameters()]
     images, actions, rewards, discounts = batch
-    arrays = {"image": images.numpy(), "action": actions.numpy(), "reward": rewards.numpy(),
-              "not_terminal": discounts.numpy()}
+    arrays = as_arrays(batch)
     torch.manual_seed(24)
     metrics = agent.update(arrays)
 
-    torch.manual_seed(24)
-    embed = twin.encoder(preprocess_by_hand(arrays["image"]))
-    posterior, _ = twin.rssm.rollout_observation(embed, actions, twin.rssm.get_initial_state(images.shape[1]))
-    start = RSSMState(*(x.detach().reshape(-1, x.shape[-1]) for x in posterior))
-    imagined, _, _ = twin.rssm.rollout_imagination(start, twin.actor, twin.config.horizon)
-    features = imagined.features
+    features = imagined_on_twin(twin, batch, drop_last=False)
     reward, value, slow = twin.reward(features), twin.critic(features), twin.slow_critic(features)
     assert (slow - value).abs().min() > 0.01  # the twin's slow critic really differs
     discount = torch.full_like(reward, 0.8)
@@ -702,8 +709,7 @@ def test_return_normalization_divides_the_actors_returns_by_the_ema_percentile_r
     agent, twin = make_agent(return_normalization=True, gamma=0.8), make_agent(gamma=0.8)
     agent.return_range.copy_(torch.tensor([-30.0, 5.0]))  # as if after many updates on a wide range
     images, actions, rewards, discounts = batch
-    arrays = {"image": images.numpy(), "action": actions.numpy(), "reward": rewards.numpy(),
-              "not_terminal": discounts.numpy()}
+    arrays = as_arrays(batch)
     seen = {}
 
     def recording(returns, discounts):  # the actor loss, noting the returns it is given
