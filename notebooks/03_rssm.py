@@ -539,18 +539,22 @@ def make_model(seed: int = 0):
 
 
 @torch.no_grad()
-def filter_episode(encoder, rssm, images, actions):
-    """Observe one episode (T, 64, 64, 3): prior/posterior mean std and KL per step."""
+def filter_episode(encoder, rssm, decoder, images, actions):
+    """Observe one episode (T, 64, 64, 3): per step, the prior's and posterior's mean std, the KL, and
+    the decoded posterior (the reconstruction, as uint8 frames) with its mean squared pixel error."""
     images = torch.as_tensor(images, device=device)[:, None]
     actions = torch.as_tensor(actions, device=device)[:, None]
     posterior, prior = rssm.rollout_observation(encoder(preprocess(images)), actions,
                                                 rssm.get_initial_state(1, device))
+    decoded = decoder(posterior.features)[:, 0]  # (T, 3, 64, 64), pixels in [-0.5, 0.5] like preprocess's
     return dict(prior_std=prior.std.mean(-1)[:, 0].cpu(), posterior_std=posterior.std.mean(-1)[:, 0].cpu(),
-                kl=kl_divergence(posterior, prior)[:, 0].cpu())
+                kl=kl_divergence(posterior, prior)[:, 0].cpu(),
+                error=(decoded - preprocess(images)[:, 0]).pow(2).mean((1, 2, 3)).cpu(),
+                reconstruction=((decoded + 0.5).clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy())
 
 
 encoder, rssm, decoder = make_model()
-before = filter_episode(encoder, rssm, episode["image"], episode["action"])
+before = filter_episode(encoder, rssm, decoder, episode["image"], episode["action"])
 print(f"untrained, along the episode of section 2: mean KL {before['kl'].mean():.3f} nats | "
       f"std of z: prior {before['prior_std'].mean():.3f}, posterior {before['posterior_std'].mean():.3f}")
 
@@ -609,21 +613,22 @@ def train(free_nats: float, updates: int, seed: int = 0):
     return (encoder, rssm, decoder), {k: np.array(v) for k, v in log.items()}, moved, float(start_weights.norm())
 
 
-updates = scale.pick(gpu=500, cpu=100, ci=2)
+updates = scale.pick(gpu=1000, cpu=400, ci=2)
 runs = {}
 for free_nats in (config.free_nats, 0.0):
     model, log, moved, size = train(free_nats, updates)
     above, pushed = log["kl"] > free_nats, log["prior_grad"] > 0
-    after = filter_episode(*model[:2], episode["image"], episode["action"])
+    after = filter_episode(*model, episode["image"], episode["action"])
     runs[free_nats] = dict(model=model, log=log, after=after)
     print(f"free nats {free_nats:g}: image loss {log['image_loss'][0]:.0f} -> {log['image_loss'][-1]:.0f} | "
           f"mean KL over the {updates} updates {log['kl'].mean():.3f} nats (first {log['kl'][0]:.3f}, "
-          f"last {log['kl'][-1]:.3f}, max {log['kl'].max():.3f})\n"
+          f"max {log['kl'].max():.3f}, mean of the last {min(50, updates)} {log['kl'][-50:].mean():.3f})\n"
           f"    mean KL above the free nats in {above.sum()} of {updates} updates; prior head gradient not zero in "
           f"{pushed.sum()} of {updates} (the same updates: {bool((above == pushed).all())})\n"
           f"    prior head weights moved by {moved:.4f} (their norm at the start: {size:.2f})\n"
           f"    along the episode after training: mean KL {after['kl'].mean():.3f} nats | std of z: prior "
-          f"{after['prior_std'].mean():.3f}, posterior {after['posterior_std'].mean():.3f}")
+          f"{after['prior_std'].mean():.3f}, posterior {after['posterior_std'].mean():.3f} | pixel error of the "
+          f"reconstructions {after['error'].mean():.4f}")
 
 # %% [markdown]
 # Read the two runs against the rule above:
@@ -666,6 +671,32 @@ for column, (title, trace, free_nats) in enumerate(columns):
     axes[1, column].set_title("KL(posterior || prior) per step", fontsize=10)
 axes[0, 0].legend(fontsize=9)
 axes[1, 1].legend(fontsize=9)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# And what the posterior's features carry about each frame, decoded: the real frames of the same
+# episode, then each run's reconstruction (the decoder reading the posterior state), with its pixel
+# error.
+
+# %%
+steps = np.arange(0, len(episode["image"]), 10)
+rows = [("real", episode["image"], None)] + [(f"free nats {f:g}", r["after"]["reconstruction"], r["after"]["error"])
+                                             for f, r in runs.items()]
+fig, axes = plt.subplots(len(rows), len(steps), figsize=(1.15 * len(steps), 1.3 * len(rows)))
+for row, (name, frames, error) in enumerate(rows):
+    for column, t in enumerate(steps):
+        ax = axes[row, column]
+        ax.imshow(frames[t])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if row == 0:
+            ax.set_title(f"step {t}", fontsize=9)
+        elif error is not None:
+            ax.set_xlabel(f"{float(error[t]):.4f}", fontsize=8)
+    axes[row, 0].set_ylabel(name, fontsize=9)
+fig.suptitle("the episode of section 2, and each run's reconstruction from its posterior "
+             "(under each frame: its mean squared pixel error, pixels in [0, 1])", fontsize=10)
 fig.tight_layout()
 plt.show()
 
@@ -734,6 +765,91 @@ plt.show()
 # mostly by $z$'s fresh noise, not by diverging memories.
 # Lesson 4 trains the whole world model much longer and looks at the same thing in pixels, with
 # the open-loop prediction strip.
+#
+# ### Imagining with a trained world model
+#
+# A world model trained for a whole run is another matter. `scale.trained_run()` finds one:
+# your lesson 6 run once you have made it, else the model that ships with the course,
+# `pretrained("pendulum-cpu")` (a run of the `cpu` preset; how it was trained and what it can do
+# is in the `CARD.md` of its folder). We load its trained weights into **your** `RSSM` class and
+# repeat the experiment above on one of the run's last episodes, the trained policy swinging the
+# pendulum up: 10 observed frames, then 64 imagined copies with the episode's real actions. The
+# run's decoder turns each imagined state into a frame, so we can also measure each copy's pixel
+# error against the real frames.
+#
+# **Predict before you run.** Above, after 100 updates, $h$'s spread across the copies stayed
+# flat after its first step. In a trained model, will it stay flat, or grow with the steps
+# imagined? And the pixel error of the imagined frames?
+
+# %%
+from dreamer_lib.course.pretrained import pretrained
+from dreamer_lib.course.scale import trained_run
+from dreamer_lib.evaluate import load_agent
+
+folder = trained_run() or pretrained("pendulum-cpu")  # pretrained() says what to do if no model ships
+agent, _, checkpoint = load_agent(folder, device=device.type)
+c = agent.config
+trained = RSSM(agent.action_size, agent.encoder.embed_size, c.stoch_size, c.deter_size, c.hidden_size,
+               c.min_std).to(device)
+trained.load_state_dict(agent.rssm.state_dict())  # your class, the run's weights
+replayed = ReplayBuffer(folder / "episodes", capacity=10**9)
+replayed.load()
+swing = list(replayed.episodes)[-1]
+print(f"{folder.name}: {checkpoint['env_frames']} env frames of training; its last stored episode's return "
+      f"{swing['reward'].sum():.0f}")
+
+with torch.no_grad():
+    images = torch.as_tensor(swing["image"], device=device)[:, None]
+    actions = torch.as_tensor(swing["action"], device=device)[:, None]
+    posterior, _ = trained.rollout_observation(agent.encoder(preprocess(images)), actions,
+                                               trained.get_initial_state(1, device))
+    start = RSSMState(*(x[context - 1].expand(samples, -1) for x in posterior))
+    imagined = trained.rollout_prior(actions[context:context + horizon].expand(-1, samples, -1), start)
+    frames = agent.decoder(imagined.features)  # (horizon, samples, 3, 64, 64), pixels in [-0.5, 0.5]
+    pixel_error = (frames - preprocess(images[context:context + horizon])).pow(2).mean((-3, -2, -1))
+z_spread, h_spread = imagined.stoch.std(1).mean(-1).cpu(), imagined.deter.std(1).mean(-1).cpu()
+shown_steps = [0, 4, 9, 19, 29, horizon - 1]
+print("imagined step:         " + "".join(f"{k + 1:>8}" for k in shown_steps))
+for name, row, digits in (("spread of h", h_spread, 3), ("spread of z", z_spread, 3),
+                          ("pixel error (mean)", pixel_error.mean(1).cpu(), 4)):
+    print(f"{name:<22} " + "".join(f"{float(row[k]):8.{digits}f}" for k in shown_steps))
+
+# %%
+columns, copies = list(range(0, horizon, 4)), 3
+fig = plt.figure(figsize=(12, 6.6))
+grid = fig.add_gridspec(2, 1, height_ratios=[1 + copies, 1.6], hspace=0.35)
+strips = grid[0].subgridspec(1 + copies, len(columns), wspace=0.04, hspace=0.06)
+for column, k in enumerate(columns):
+    rows = [swing["image"][context + k]] + [
+        ((frames[k, n] + 0.5).clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8) for n in range(copies)]
+    for row, frame in enumerate(rows):
+        ax = fig.add_subplot(strips[row, column])
+        ax.imshow(frame)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if row == 0:
+            ax.set_title(f"step {context + k}", fontsize=9)
+        if column == 0:
+            ax.set_ylabel("real" if row == 0 else f"imagined {row}", fontsize=9)
+plots = grid[1].subgridspec(1, 2, wspace=0.25)
+ahead = np.arange(context, context + horizon)
+ax = fig.add_subplot(plots[0])
+ax.plot(ahead, h_spread, label="h (deterministic)")
+ax.plot(ahead, z_spread, label="z (sample)")
+ax.set_title(f"spread across the {samples} imagined copies (std, mean over dims)", fontsize=10)
+ax.set_xlabel("time step of the episode")
+ax.legend(fontsize=9)
+ax = fig.add_subplot(plots[1])
+error = pixel_error.cpu().numpy()
+ax.plot(ahead, error.mean(1), color="k", label=f"mean over the {samples} copies")
+ax.fill_between(ahead, *np.percentile(error, [10, 90], axis=1), color="0.8", label="10th-90th percentile")
+ax.set_title("pixel error of the imagined frames (mean squared, pixels in [0, 1])", fontsize=10)
+ax.set_xlabel("time step of the episode")
+ax.legend(fontsize=9)
+plt.show()
+
+# %% [markdown]
+# TODO_TRAINED_TEXT
 #
 # ## Summary
 #

@@ -62,12 +62,12 @@ scale = setup("Lesson 7: the imagination debugger")
 # ## 1. Open a run
 #
 # The debugger needs a run folder written by `dreamer-train` or by lesson 6 (its `config.json`,
-# `checkpoint.pt` and `episodes/`). `load_agent` rebuilds the agent with the run's own config,
-# whatever the preset. We use lesson 6's run if it exists (`runs_dir() / "lesson6"`, i.e.
-# `notebooks/runs/lesson6`, the same folder from this lesson and from its workbook); set `RUN`
-# to any other run folder to debug that one instead. Without a trained run, the cell says so in
-# a banner and trains a tiny one that has learned nothing: every picture below then only shows
-# that the tools run.
+# `checkpoint.pt` and `episodes/`), or a model that ships with the course. `load_agent` rebuilds
+# the agent with the folder's own config, whatever the preset. `scale.trained_run()` picks the
+# run: lesson 6's if you ran it (`runs_dir() / "lesson6"`, i.e. `notebooks/runs/lesson6`, the same
+# folder from this lesson and from its workbook), else `pretrained("pendulum-cpu")`, a `cpu`
+# preset run of 50k env frames that ships with the course (its `CARD.md` says how it was trained
+# and what it can do). Set `RUN` to any other run folder to debug that one instead.
 
 # %%
 import pathlib
@@ -79,28 +79,30 @@ import torch
 from dreamer_lib.buffer import ReplayBuffer
 from dreamer_lib.config import make_config
 from dreamer_lib.course import pictures
-from dreamer_lib.course.scale import runs_dir
+from dreamer_lib.course.scale import runs_dir, trained_run
 from dreamer_lib.evaluate import load_agent
 from dreamer_lib.run_folder import CSVLog
 from dreamer_lib.train import Trainer
 
-RUN = runs_dir() / "lesson6"
-if not (RUN / "checkpoint.pt").exists():
+RUN = trained_run()
+if RUN is None:  # neither lesson 6's run nor a shipped model: a copy of the course without models/
     banner = "!" * 100
     print(f"{banner}\n"
-          f"!!  NO TRAINED RUN at {RUN}\n"
+          "!!  NO TRAINED RUN: no lesson 6 run and no shipped model (dreamer_lib/course/models/pendulum-cpu).\n"
           f"!!  This lesson now trains a TINY run with the ci preset ({runs_dir() / 'lesson7-tiny-ci'}).\n"
           "!!  It has learned NOTHING: every picture below only shows that the tools run, not what a\n"
           "!!  trained agent sees, imagines or does. For the real lesson, make a trained run first:\n"
-          f"!!    - run lesson 6 (06_dreamer_end_to_end) at the cpu or gpu scale, which writes {RUN}, or\n"
-          f"!!    - or train one from a terminal: dreamer-train --logdir {RUN} --total-frames 20000\n"
+          f"!!    - run lesson 6 (06_dreamer_end_to_end) at the cpu or gpu scale, which writes {runs_dir() / 'lesson6'}, or\n"
+          f"!!    - or train one from a terminal: dreamer-train --logdir {runs_dir() / 'lesson6'}\n"
           "!!  then run this lesson again.\n"
           f"{banner}")
     RUN = runs_dir() / "lesson7-tiny-ci"
     Trainer(make_config("ci", device=scale.device.type), RUN, progress=False).run()
 agent, env, checkpoint = load_agent(RUN, device=scale.device.type)
-print(f"debugging {RUN}: preset {agent.config.preset}, {checkpoint['env_frames']} env frames, "
-      f"{checkpoint['updates']} updates")
+shipped = (RUN / "model.pt").exists()
+print(f"debugging {'the shipped model ' if shipped else ''}{RUN.name}: preset {agent.config.preset}, "
+      f"{checkpoint['env_frames']} env frames, {checkpoint['updates']} updates"
+      + (" (how it was trained, and what it can do: CARD.md in its folder)" if shipped else ""))
 
 # %%
 buffer = ReplayBuffer(RUN / "episodes", capacity=10**9)
@@ -145,8 +147,7 @@ print(f"\nmean squared pixel error (pixels in [0, 1]): posterior, whole episode 
 #   spikes mark frames that surprised the prior.
 
 # %%
-figure = pictures.debugger_frame(traces, t=start + 8)
-figure.set_dpi(80)
+pictures.debugger_frame(traces, t=start + 8)
 plt.show()
 
 # %% [markdown]
@@ -191,7 +192,7 @@ history = drive(agent, env, torques, seed=0, context=5)
 print("pixel error (mean squared, pixels in [0, 1]) per step:", history["error"].round(3))
 print("real reward, predicted reward for the first 6 steps:\n",
       np.c_[history["real_reward"], history["predicted_reward"]][:6].round(2))
-dream_strip(history, every=3).set_dpi(72)  # a lighter PNG: the lesson stays under 1.5 MB
+dream_strip(history, every=3)
 plt.show()
 
 # %% [markdown]
@@ -207,9 +208,11 @@ drive_the_dream(agent, env, seed=0)
 # %% [markdown]
 # ## 3. Breaking training on purpose
 #
-# Each experiment below continues this run's world model from its checkpoint (weights and
-# optimiser state) for `UPDATES` more updates (the number is printed with the results) on the
-# run's own episodes, with **one** setting changed, next to a control that continues unchanged.
+# Each experiment below continues this run's world model from its checkpoint (its weights, and
+# its optimiser's state when the folder has one; a shipped model has none, so Adam starts afresh,
+# the same way for every experiment) for `UPDATES` more updates (the number is printed with the
+# results) on the run's own episodes, with **one** setting changed, next to a control that
+# continues unchanged.
 # Only the world model trains (`agent.update_world_model`; the actor and critic are untouched),
 # and every run samples the very same batches, so any difference is the setting's doing. On the
 # CPU we use batches of 8 x 16 to keep it quick.
@@ -231,7 +234,7 @@ drive_the_dream(agent, env, seed=0)
 from dreamer_lib.agent import DreamerV1, Parts
 from dreamer_lib.rssm import kl_loss
 
-UPDATES = scale.pick(gpu=1000, cpu=150, ci=2)
+UPDATES = scale.pick(gpu=1000, cpu=150, ci=20)
 
 
 def continue_world_model(changes: dict, parts: Parts = Parts(), updates: int = UPDATES, seed: int = 0):
@@ -241,7 +244,7 @@ def continue_world_model(changes: dict, parts: Parts = Parts(), updates: int = U
     config = agent.config.replace(batch_size=scale.pick(gpu=50, cpu=8, ci=3),
                                   seq_len=scale.pick(gpu=50, cpu=16, ci=8), **changes)
     model = DreamerV1(config, agent.action_size, device=agent.device, parts=parts)
-    model.load_checkpoint(checkpoint["agent"])  # each experiment starts from the checkpoint's weights and Adam state
+    model.load_checkpoint(checkpoint["agent"])  # each experiment starts from the same weights and Adam state
     for group in model.optimizers["model"].param_groups:
         group["lr"] = config.model_lr  # the checkpoint's optimiser state carries the old rate
     replay = ReplayBuffer(capacity=10**9, seed=seed)  # same seed: every experiment sees the same batches
@@ -304,42 +307,41 @@ for name, row in table.items():
 # model frames are at `start + 8`, eight steps into the open loop; each carries its pixel error.
 
 # %%
-figure = pictures.diagnosis_figure(results, t=start + 8)
-figure.set_dpi(72)  # a lighter PNG (viewers shrink it to the page's width anyway): the lesson stays under 1.5 MB
+pictures.diagnosis_figure(results, t=start + 8)
 plt.show()
 
 # %% [markdown]
-# How to read each row. The mechanism is what the setting does to the gradients; whether this
-# run got far enough to show it, in its `UPDATES` updates from the checkpoint, is in the table:
-# read each row against the `control` row above it.
+# How to read each row: against the `control` row above it, column by column. The mechanism is
+# what the setting does to the gradients; the **largest symptom** is the column that moved most
+# against the control's in this run (`UPDATES` updates from the checkpoint).
 #
-# - **`free_nats=0`**: the KL is penalised at every update, so every nat of information the
-#   posterior takes from the frame now costs loss, and training lowers the KL wherever it can:
-#   compare `KL end` with the control's. Carried far enough, the posterior collapses onto the
-#   prior (KL collapse): the per-step KL lies near zero, the posterior's std equals the prior's
-#   (`post std`, `prior std`), and the reconstructions stop following the frames, which shows as
-#   a `post err` above the control's. The fix is the free nats (or a smaller `kl_scale`).
-# - **`free_nats=100`**: the opposite. The mean KL stays below the clamp, so the KL term is a
-#   constant and sends no gradient to prior or posterior. The posterior, trained by the
-#   reconstruction alone, may take more from each frame while nothing trains the prior to
-#   follow: the signature is a logged KL that climbs over the updates (the last plot of the row)
-#   and a `KL end` above the control's. The posterior still reconstructs, so compare `loss end`
-#   and `post err` with the control's: a healthy-looking image loss does not clear this setting.
-#   What depends on the prior is the open loop and the imagination: compare `open err`.
-# - **KL reversed**: the logged number is now KL(prior || posterior), a different number for the
-#   same two Gaussians. Compare `KL first`, measured at the first update before any step of
-#   training, with the control's: for a posterior narrower than the prior (the checkpoint's
-#   stds are printed above the table), KL(q || p) is the smaller of the two and KL(p || q) the
-#   larger, the more so the narrower the posterior. Training on KL(p || q) then pulls the
-#   posterior's std up towards the prior's: compare this row's `post std` against its own
-#   `prior std`, and the control's pair. Whether that cost the reconstructions anything is its
-#   `post err` against the control's. Check the argument order against lesson 3:
-#   `kl_loss(posterior, prior)`.
-# - **`model_lr=6e-3`**: Adam's steps are ten times larger. The symptom to look for is a spike:
-#   compare `loss max` with the control's, and `loss end` with `loss first` (did it end worse
-#   than it started?); the damage, if any, shows in `post err` and `open err` against the
-#   control's. The fix: the paper's 6e-4, gradient clipping (100), and a check for NaN (the
-#   trainer stops with a message if a loss becomes NaN or inf).
+# - **`free_nats=0`**. Largest symptom: `KL end`, well below the control's, and the episode's KL
+#   with it. The KL is penalised at every update, so every nat of information the posterior
+#   takes from a frame now costs loss, and training lowers the KL wherever it can. Carried on for
+#   long enough, this is the road to KL collapse, a posterior that has become the prior; these
+#   updates do not get there: the posterior's std stays below the prior's, as in the control,
+#   and `post err` barely moves. The fix: the free nats (or a smaller `kl_scale`).
+# - **`free_nats=100`**. Largest symptom: `KL end`, many times the control's and far above its own
+#   `KL first`: the KL climbs (the row's last plot). Below the clamp the KL term is a constant and
+#   sends no gradient, so nothing holds the posterior near the prior: trained by the
+#   reconstruction alone, it narrows (`post std` far below the control's, `prior std` about the
+#   same) and takes more from each frame. Its reconstructions are no worse (`post err`, `loss
+#   end`): a healthy image loss does not clear this setting. What it costs is the prior, which
+#   nothing trains any longer; compare `open err`, the prior's own prediction.
+# - **KL reversed**. Largest symptom: `KL first`, many times the control's, logged at the first
+#   update before any training step, so the setting cannot have acted through training: the
+#   number itself is another one, KL(prior || posterior) for the same two Gaussians. For a
+#   posterior narrower than the prior (the checkpoint's stds are printed above the table),
+#   KL(q || p) is the smaller of the two and KL(p || q) the larger. Training on KL(p || q) then
+#   pulls the posterior as wide as the prior: this row's `post std` ends equal to its own
+#   `prior std`, where the control's posterior stays narrower. Check the argument order against
+#   lesson 3: `kl_loss(posterior, prior)`.
+# - **`model_lr=6e-3`**. Largest symptom: `post std` and `prior std`, both several times the
+#   control's: ten times larger steps threw the two Gaussians' widths far from where training
+#   had put them. With them, `post err` is several times the control's (the reconstructions got
+#   worse), and `loss max` spikes far above the control's. The fix: the paper's 6e-4, gradient
+#   clipping (100), and a check for NaN (the trainer stops with a message if a loss becomes NaN
+#   or inf).
 
 # %% [markdown]
 # ### Exercise 7.1: find the bug
@@ -348,18 +350,20 @@ plt.show()
 #
 # Another continuation of this run went wrong, and one setting did it: one of the four
 # candidates of the table, `free_nats=0`, `free_nats=100`, `KL reversed` or `model_lr=6e-3`.
-# Which one, the course picks from a fixed seed (`mystery_run`, in
-# `dreamer_lib/course/checks/debugger.py`: the answer is written there, so diagnose before you
-# look). It calls the `continue_world_model` above twice, for a control and for the mystery, on
-# batches drawn with another seed than the table's (printed below), and debugs another episode
-# (the one before the last). So the mystery's numbers match no row of the table digit for
+# Which one, a seed picks (`mystery_run`, in `dreamer_lib/course/checks/debugger.py`: the answer
+# is written there, so diagnose before you look). This page solves the case `LESSON_SEED`; your
+# workbook gets `WORKBOOK_SEED`, another setting on other batches, so this page does not give its
+# answer away. `mystery_run` calls the `continue_world_model` above twice, for a control and for
+# the mystery, on batches drawn with the case's seed (not the table's 0), and debugs another
+# episode (the one before the last). So the mystery's numbers match no row of the table digit for
 # digit: read its symptoms against its own control, printed above it, column by column as the
 # reading guide does, and look at the picture.
 
 # %%
-from dreamer_lib.course.checks.debugger import CANDIDATES, mystery_run
+from dreamer_lib.course.checks.debugger import CANDIDATES, LESSON_SEED, WORKBOOK_SEED, mystery_run
 
-mystery = mystery_run(continue_world_model, experiments, symptoms=symptoms,
+case = LESSON_SEED  # in the workbook: case = WORKBOOK_SEED
+mystery = mystery_run(continue_world_model, experiments, symptoms=symptoms, seed=case,
                       debug=lambda model: pictures.debug_episode(model, episodes[-2], start=start))
 print(f"{mystery}\ncandidates: {', '.join(CANDIDATES)}\n")
 print(f"{'':>13} |" + "".join(f"{column:>11}" for column in mystery.control))
@@ -367,8 +371,7 @@ for name, row in (("control", mystery.control), ("mystery", mystery.row)):
     print(f"{name:>13} |" + "".join(shown(column, value) for column, value in row.items()))
 
 # %%
-figure = pictures.diagnosis_figure(mystery.runs, t=start + 8)
-figure.set_dpi(72)
+pictures.diagnosis_figure(mystery.runs, t=start + 8)
 plt.show()
 
 # %% [markdown]
@@ -623,12 +626,17 @@ plt.show()
 # - Look at the four pictures, not just the losses: posterior (can it see?), open loop (can it
 #   predict?), imagination (what does the actor train on?), and the reward, value and KL traces.
 # - Diagnose by comparison: train a control on the same batches and print, next to it, the
-#   number each diagnosis rests on. A KL pushed towards zero, with the posterior's std equal to
-#   the prior's: collapse (free nats off). A KL that climbs while the clamp switches the KL term
-#   off: nothing trains the prior (free nats too large). A loss that spikes: the learning rate.
-#   A KL that differs from the control's at the very first update, before any step: the KL's
-#   formula changed (its direction). A policy that does not improve while the model is good:
-#   the horizon, the reward head, exploration, or an actor saturated at one action.
+#   number each diagnosis rests on. The section-3 table's rows, each with its largest symptom:
+#   a KL end well below the control's (free nats off: the KL is penalised everywhere); a KL that
+#   climbs many times above the control's while the posterior narrows (free nats too large:
+#   nothing holds the posterior to the prior, nothing trains the prior); a KL that differs from
+#   the control's at the very first update, before any step, and a posterior as wide as the prior
+#   (the KL's direction); posterior and prior stds several times the control's, worse
+#   reconstructions and a spike in the loss (a learning rate ten times too large).
+# - A policy that does not improve while the model is good has other causes, each with its own
+#   measurement in section 4: the horizon (how much of the actor's gradient comes through the
+#   critic), exploration (what the noise changes in the actions collected), and an actor
+#   saturated at one action (its pre-tanh means, entropy and gradient norm).
 # - Exercise 7.1 applied this to a run broken by one hidden setting: its row next to a control
 #   on the same batches, read column by column; the check named the numbers behind the answer.
 # - `pictures.debug_episode`, `pictures.debugger_frame` and `widgets.imagination_debugger` (all in

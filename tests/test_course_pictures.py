@@ -74,4 +74,11 @@ def test_diagnosis_figure_uses_one_y_scale_per_column():
     assert [ax.get_yscale() for ax in axes[:, 3]] == ["log", "log"]  # KL per step: one row spans 1000x
     assert [ax.get_yscale() for ax in axes[:, 4]] == ["linear", "linear"]  # image_loss
     assert axes[1, 3].get_xlabel() == "episode step" and axes[1, 4].get_xlabel() == "updates"
+    # the control's KL stays within one decade on its log axis: its ticks at 2 and 5 carry numbers
+    figure.canvas.draw()
+    for ax in axes[:, 3]:
+        low, high = ax.get_ylim()
+        numbered = [float(label.get_text()) for label in ax.get_yticklabels(minor=False) + ax.get_yticklabels(minor=True)
+                    if label.get_text() and low <= label.get_position()[1] <= high]
+        assert len(numbered) >= 2, (ax.get_ylim(), numbered)
     plt.close(figure)

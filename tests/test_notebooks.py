@@ -55,6 +55,11 @@ def test_strip_solutions_replaces_regions_with_exercise_errors():
         make_workbooks.strip_solutions("# BEGIN SOLUTION 1.1: x\n")
 
 
+def test_a_line_can_read_differently_in_the_workbook():
+    text = "if True:\n    case = LESSON_SEED  # in the workbook: case = WORKBOOK_SEED\n# in the workbook, not a marker\n"
+    assert make_workbooks.strip_solutions(text) == "if True:\n    case = WORKBOOK_SEED\n# in the workbook, not a marker\n"
+
+
 def saved_definitions(lesson: pathlib.Path):
     """(module, name, source) for every top-level def/class in a cell starting `# @save <module>`."""
     for cell in jupytext.read(lesson).cells:

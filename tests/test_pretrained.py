@@ -73,6 +73,7 @@ def test_the_export_holds_the_weights_alone_the_curve_a_few_episodes_and_the_car
     assert all(w.dtype == torch.float16 for w in saved["agent"]["model"].values() if w.is_floating_point())
     assert (model / "model.pt").stat().st_size < (run / "checkpoint.pt").stat().st_size / 3
     assert (model / "eval.csv").read_bytes() == (run / "eval.csv").read_bytes()
+    assert (model / "metrics.csv").read_bytes() == (run / "metrics.csv").read_bytes()
     assert load_run_config(model) == load_run_config(run).replace(device="auto")
     episodes = sorted(p.name for p in (run / "episodes").glob("*.npz"))
     assert sorted(p.name for p in (model / "episodes").iterdir()) == [episodes[0], episodes[-1]]

@@ -7,6 +7,7 @@ load (dreamer_lib/course/pretrained.py):
     config.json   the run's settings (the device set to auto: the learner's machine decides)
     model.pt      the agent's weights in fp16, no optimiser state, checksummed as a checkpoint
     eval.csv      the run's eval curve
+    metrics.csv   the run's training metrics (lesson 7 plots the actor's entropy and gradient norm)
     episodes/     the run's first K episodes (random actions) and last K (the trained policy), as
                   its replay buffer stored them: lesson 7's debugger replays them and trains on them
     CARD.md       tools/pretrained_card.md filled in: the command, the commit, the machine, the eval
@@ -68,7 +69,8 @@ def export(run: pathlib.Path, name: str, keep: int = 3) -> pathlib.Path:
     try:  # a failed export leaves no half-written model behind
         # The device is the learner's to choose: "auto" loads on their GPU, or on their CPU if they have none.
         (target / "config.json").write_text(load_run_config(run).replace(device="auto").to_json())
-        shutil.copyfile(run / "eval.csv", target / "eval.csv")
+        for log in ("eval.csv", "metrics.csv"):
+            shutil.copyfile(run / log, target / log)
         (target / "episodes").mkdir()
         for path in sorted(set(files[:keep] + files[-keep:])):
             shutil.copyfile(path, target / "episodes" / path.name)

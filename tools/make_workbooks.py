@@ -8,7 +8,9 @@ Each solution region
         # END SOLUTION
 
 becomes `raise NotImplementedError("Exercise 1.2: what to do")` at the same indentation; the
-check cells that follow stay. Outputs are not copied: a workbook is for the learner to run.
+check cells that follow stay. A line that ends in a comment `# in the workbook: CODE` becomes
+CODE, at the same indentation (lesson 7's mystery: the workbook gets another case than the one
+the lesson's page solves). Outputs are not copied: a workbook is for the learner to run.
 --check exits 1 if a committed workbook is not what the lessons generate (tests run this).
 
 It also keeps the Colab cell in one place: every lesson's first cell is tools/colab_cell.py, word
@@ -30,6 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION (\d+\.\d+): (.*)$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
+IN_WORKBOOK = re.compile(r"^(\s*)\S.*?# in the workbook: (.+)$")
 COLAB_CELL = (ROOT / "tools" / "colab_cell.py").read_text().rstrip("\n")
 HEADER = ("**Workbook.** This is the exercise version of [the lesson](../{name}.ipynb): wherever you meet "
           "`NotImplementedError`, write the code; the check cell after each exercise compares your code with the "
@@ -59,7 +62,8 @@ def strip_solutions(text: str) -> str:
                 raise ValueError(f"line {number}: END SOLUTION without BEGIN")
             inside = False
         elif not inside:
-            out.append(line)
+            replaced = IN_WORKBOOK.match(line)
+            out.append("".join(replaced.groups()) if replaced else line)
     if inside:
         raise ValueError("a solution region is not closed with # END SOLUTION")
     return "\n".join(out) + "\n"

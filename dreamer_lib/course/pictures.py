@@ -268,10 +268,17 @@ def debugger_video(traces: dict, scale: int = 2, every: int = 1) -> np.ndarray:
     return np.stack(frames)
 
 
+def _decades_shown(ax) -> int:
+    """How many powers of 10 lie within a log axis's y limits."""
+    low, high = sorted(ax.get_ylim())
+    return int(np.floor(np.log10(high)) - np.ceil(np.log10(low)) + 1) if low > 0 else 0
+
+
 def _readable_axis(ax, values) -> None:
     """Ticks at 9 pt, at most 5 per axis, plain numbers (no offset). A log y axis, with plain
     numbers at its ticks, only where positive values span more than a factor of 30 (a loss that
-    spikes, a KL that jumps); a linear one otherwise."""
+    spikes, a KL that jumps); a linear one otherwise. On a log axis that shows fewer than two
+    powers of 10 (a row whose values stay within one decade), the ticks at 2 and 5 get numbers too."""
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
     ax.tick_params(labelsize=9)
@@ -283,7 +290,7 @@ def _readable_axis(ax, values) -> None:
         ax.yaxis.set_major_locator(LogLocator(base=10, numticks=6))
         ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2, 5), numticks=12))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
-        ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: ""))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: f"{y:g}" if _decades_shown(ax) < 2 else ""))
     else:
         ax.yaxis.set_major_locator(MaxNLocator(4))
         ax.ticklabel_format(axis="y", useOffset=False, style="plain")

@@ -8,8 +8,9 @@ and the debugger show a trained agent at once, at every scale, with no training 
 A model folder, dreamer_lib/course/models/NAME/, is written from a finished run by
 `python tools/export_pretrained.py RUN NAME`: config.json (the run's), model.pt (the agent's
 weights in fp16, no optimiser state, checksummed as a checkpoint), eval.csv (the run's eval
-curve), episodes/ (a few of the run's episodes, which the debugger replays) and CARD.md (how it
-was trained, what it can do, and the result of `check_returns`, which the tests repeat).
+curve), metrics.csv (its training metrics), episodes/ (a few of the run's episodes, which the
+debugger replays) and CARD.md (how it was trained, what it can do, and the result of
+`check_returns`, which the tests repeat).
 DREAMER_MODELS=PATH puts the models folder elsewhere (the export tool writes there too).
 """
 from __future__ import annotations
