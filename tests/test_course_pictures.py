@@ -74,6 +74,10 @@ def test_diagnosis_figure_uses_one_y_scale_per_column():
     assert [ax.get_yscale() for ax in axes[:, 3]] == ["log", "log"]  # KL per step: one row spans 1000x
     assert [ax.get_yscale() for ax in axes[:, 4]] == ["linear", "linear"]  # image_loss
     assert axes[1, 3].get_xlabel() == "episode step" and axes[1, 4].get_xlabel() == "updates"
+    assert [ax.get_title() for ax in axes[0, 3:]] == ["KL per step (nats)", "image loss per frame (nats)",
+                                                      "KL, batch mean (nats)"]
+    free_nats_lines = [[line for line in ax.get_lines() if list(line.get_ydata()) == [3.0, 3.0]] for ax in axes[0, 3:]]
+    assert [len(lines) for lines in free_nats_lines] == [1, 0, 1]  # on the two KL plots only
     # the control's KL stays within one decade on its log axis: its ticks at 2 and 5 carry numbers
     figure.canvas.draw()
     for ax in axes[:, 3]:

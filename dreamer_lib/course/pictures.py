@@ -323,6 +323,11 @@ def metrics_grid(rows: list[dict], keys=("image_loss", "reward_loss", "kl", "act
     return fig
 
 
+# The logged metrics' titles, with their units: the world model's losses are in nats (a Gaussian
+# log-likelihood summed over each frame's pixels; the KL averaged over batch and time).
+CURVE_TITLES = {"image_loss": "image loss per frame (nats)", "kl": "KL, batch mean (nats)"}
+
+
 def diagnosis_figure(runs: dict, t: int, control: str | None = None,
                      curves=("image_loss", "kl"), free_nats: float | None = 3.0) -> plt.Figure:
     """Symptoms of several training runs side by side, one row per run.
@@ -358,7 +363,8 @@ def diagnosis_figure(runs: dict, t: int, control: str | None = None,
         plots = [("KL per step (nats)", "episode step", np.arange(len(traces["kl"])), traces["kl"], base_traces["kl"])]
         for key in curves:
             steps = np.arange(1, len(history) + 1)
-            plots.append((key, "updates", steps, [h[key] for h in history], [h[key] for h in base_history]))
+            plots.append((CURVE_TITLES.get(key, key), "updates", steps, [h[key] for h in history],
+                          [h[key] for h in base_history]))
         for i, (title, x_label, xs, ys, base) in enumerate(plots, 3):
             if name != control:
                 ax[i].plot(xs[:len(base)], base, color="0.7", lw=1, label=control)
@@ -366,7 +372,7 @@ def diagnosis_figure(runs: dict, t: int, control: str | None = None,
             column_values[i] += [*ys, *base]
             if i == 3:
                 ax[i].axvline(traces["start"], color="k", lw=0.6, ls=":")
-            if free_nats is not None and (i == 3 or title == "kl"):
+            if free_nats is not None and title.startswith("KL"):  # the free nats clamp a KL
                 ax[i].axhline(free_nats, color="k", lw=0.6, ls=":")
             if row == 0:
                 ax[i].set_title(title, fontsize=10)
