@@ -61,3 +61,33 @@ def test_diagnose_run_measures_an_agent_on_seeded_episodes():
     for key in COLUMNS:  # seeded: the same episodes, the same numbers
         assert first[key] == again[key] or math.isnan(first[key]) and math.isnan(again[key]), key
     assert 0 <= first["saturated"] <= 1 and first["std"] > 0 and first["return"] < 0
+
+
+def test_upright_finds_the_step_from_which_the_pole_stays_up():
+    import types
+
+    import numpy as np
+    from upright import play
+
+    angles = [np.pi, 1.0, 0.1, -0.5, 0.1, -0.1]  # after each agent step; 20 degrees is 0.349 rad
+    inner = types.SimpleNamespace(state=None)
+
+    class ScriptedEnv:
+        env = types.SimpleNamespace(unwrapped=inner)
+
+        def reset(self, seed):
+            self.t = 0
+            return "frame", {}
+
+        def step(self, action):
+            inner.state = [angles[self.t], 0.0]
+            self.t += 1
+            return "frame", -float(self.t), False, self.t == len(angles), {}
+
+    agent = types.SimpleNamespace(initial_policy_state=lambda: None, policy=lambda image, state, explore: (0.0, state))
+    total, stays, share = play(agent, ScriptedEnv(), seed=0, degrees=20)
+    assert total == -21.0  # -1 - 2 - ... - 6
+    assert stays == 4  # up at steps 2, 4, 5; down at 3
+    assert share == 2 / 3  # the second half, steps 3-5
+    angles[-1] = 0.5
+    assert play(agent, ScriptedEnv(), seed=0, degrees=20)[1] is None  # down at the end: never up for good
