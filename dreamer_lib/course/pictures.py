@@ -268,17 +268,34 @@ def debugger_video(traces: dict, scale: int = 2, every: int = 1) -> np.ndarray:
     return np.stack(frames)
 
 
-def _decades_shown(ax) -> int:
-    """How many powers of 10 lie within a log axis's y limits."""
-    low, high = sorted(ax.get_ylim())
+def _decades_shown(low: float, high: float) -> int:
+    """How many powers of 10 lie within [low, high] (a log axis's limits)."""
+    low, high = sorted((low, high))
     return int(np.floor(np.log10(high)) - np.ceil(np.log10(low)) + 1) if low > 0 else 0
+
+
+def _log_minor_ticks():
+    """Minor ticks for a log axis: at 2 and 5 times the powers of 10, or, where the limits hold
+    no power of 10, three or four plain ticks."""
+    from matplotlib.ticker import Locator, LogLocator, MaxNLocator
+
+    class LogMinor(Locator):
+        def __call__(self):
+            return self.tick_values(*self.axis.get_view_interval())
+
+        def tick_values(self, low, high):
+            if _decades_shown(low, high) < 1:
+                return MaxNLocator(4).tick_values(low, high)
+            return LogLocator(base=10, subs=(2, 5), numticks=12).tick_values(low, high)
+
+    return LogMinor()
 
 
 def _readable_axis(ax, values) -> None:
     """Ticks at 9 pt, at most 5 per axis, plain numbers (no offset). A log y axis, with plain
     numbers at its ticks, only where positive values span more than a factor of 30 (a loss that
-    spikes, a KL that jumps); a linear one otherwise. On a log axis that shows fewer than two
-    powers of 10 (a row whose values stay within one decade), the ticks at 2 and 5 get numbers too."""
+    spikes, a KL that jumps); a linear one otherwise. Where a row's log axis shows fewer than two
+    powers of 10, its minor ticks get numbers too (plain ticks where it shows none)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
 
     ax.tick_params(labelsize=9)
@@ -288,9 +305,9 @@ def _readable_axis(ax, values) -> None:
     if len(values) and values.min() > 0 and values.max() / values.min() > 30:
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(LogLocator(base=10, numticks=6))
-        ax.yaxis.set_minor_locator(LogLocator(base=10, subs=(2, 5), numticks=12))
+        ax.yaxis.set_minor_locator(_log_minor_ticks())
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
-        ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: f"{y:g}" if _decades_shown(ax) < 2 else ""))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: f"{y:g}" if _decades_shown(*ax.get_ylim()) < 2 else ""))
     else:
         ax.yaxis.set_major_locator(MaxNLocator(4))
         ax.ticklabel_format(axis="y", useOffset=False, style="plain")
