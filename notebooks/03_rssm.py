@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 3: The recurrent state-space model (RSSM)
 #
-# *Time to run:* ci: 13 s, cpu (2 cores): 2.5 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 13 s, cpu (2 cores): 10 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # The encoder of lesson 1 turns one frame into an embedding $e_t$. A frame alone does not say
 # how fast the pendulum swings, and a world model that imagines the future must carry a memory.
@@ -46,7 +46,8 @@ if "google.colab" in sys.modules:
 #   frames) and *imagine* (predict with the prior alone).
 #
 # At the end you train a small model twice, with and without free nats, and see on real Pendulum
-# frames which part of the loss trains the prior, and what imagined $z$ trajectories look like.
+# frames which part of the loss trains the prior and what a KL collapse looks like; then your RSSM,
+# loaded with the weights of a model trained for a whole run, imagines the pendulum's future.
 #
 # Where this sits: env → replay buffer → **world model (encoder → RSSM → decoder, reward)** →
 # imagination → actor-critic → env. Lesson 4 trains the whole world model; lesson 5 imagines
@@ -640,16 +641,16 @@ for free_nats in (config.free_nats, 0.0):
 #   of 0: Adam's step is zero while all the gradients it has seen are zero). After a single
 #   update above the line they do move, and keep moving for a few more updates on Adam's momentum.
 # - Free nats 0 trains the prior at every update, but the same KL term also pulls the posterior
-#   towards the prior at every update: this is the shortcut section 5 described, a posterior
-#   that gives up the frame's information to make the KL small. Compare the last mean KL and,
-#   along the episode, the posterior's std with the prior's: a KL near zero and equal stds mean
-#   the posterior has become (almost) the prior, and $z$ carries (almost) nothing about the
-#   frame beyond what the prior already predicts. The free nats exist to allow the posterior
-#   those first nats of information for free. In the committed cpu-scale run the pull shows
-#   after 100 updates: along the episode, free nats 0 ends with a mean KL of 1.1 nats (free nats
-#   3: 4.0) and a posterior std of 0.80 against the prior's 0.81 (free nats 3: 0.54 against 0.58).
-#   Close to the prior, but not onto it: the KL is not zero.
-#
+#   towards the prior at every update. Early in training the decoder is poor, and section 5's
+#   shortcut is open: a posterior that gives up the frame's information makes the KL term small
+#   at once. Compare the mean KL of the last 50 updates and, along the episode, the KL and the
+#   posterior's std against the prior's: in the committed cpu-scale run, free nats 0 ends with a
+#   KL of 0.019 nats per step along the episode and a posterior std of 0.674 against the prior's
+#   0.679. That is **KL collapse**: the posterior has become the prior, and $z$ carries next to
+#   nothing about the frame. With 3 free nats the KL stays at 2.5 nats per step (posterior std
+#   0.701, prior 0.839): the first 3 nats cost nothing, so there is nothing to gain by giving them
+#   up.
+
 # The picture below: the std of the prior and the posterior along the real episode of section 2,
 # and the KL per step, untrained and after each run.
 
@@ -675,9 +676,20 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# And what the posterior's features carry about each frame, decoded: the real frames of the same
-# episode, then each run's reconstruction (the decoder reading the posterior state), with its pixel
-# error.
+# What to look for, with the printed numbers next to it:
+#
+# - **Untrained**, prior and posterior stds sit together near 0.79 and the KL is small: the
+#   posterior does not use the frame yet.
+# - **Free nats 3**: compare the two stds with the untrained column. A posterior narrower than
+#   the prior is surer than the prior, by the KL per step, in nats. The prior's std can change
+#   even in a run in which its head's weights did not move: its input $h_t$ changes, because the
+#   GRU learns from the reconstruction.
+# - **Free nats 0**: a KL near zero does not by itself mean a good prior: check the stds. Equal
+#   stds and a KL near zero mean the posterior was pulled onto the prior.
+
+# %% [markdown]
+# Did the collapse cost the reconstructions anything yet? The real frames of the same episode,
+# then each run's reconstruction (the decoder reading the posterior state), with its pixel error.
 
 # %%
 steps = np.arange(0, len(episode["image"]), 10)
@@ -701,18 +713,14 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# What to look for, with the printed numbers next to it:
-#
-# - **Untrained**, prior and posterior stds sit together near 0.79 and the KL is small: the
-#   posterior does not use the frame yet.
-# - **Free nats 3**: compare the two stds with the untrained column. A posterior narrower than
-#   the prior means the frame tells the posterior something the prior does not know, and the KL
-#   per step says how much, in nats. The prior's std can change even in a run in which its
-#   head's weights did not move: its input $h_t$ changes, because the GRU learns from the
-#   reconstruction.
-# - **Free nats 0**: a KL near zero does not by itself mean a good prior: check the stds. Equal
-#   stds and a KL near zero mean the posterior was pulled onto the prior.
-#
+# Not yet: after 400 updates neither run's decoder draws the pendulum. Both reconstructions are
+# the same faint blur at the centre, the average frame, with pixel errors of 0.0033 (free nats 3)
+# and 0.0036 (free nats 0) along the episode. This is the moment section 5 warned about: the
+# decoder is still poor, and without free nats the posterior gave up its information before the
+# reconstruction could use it. The free nats keep those nats available while the decoder learns;
+# lesson 4 trains the whole world model long enough to draw the pendulum.
+
+# %% [markdown]
 # ### Imagining with the trained priors
 #
 # From the posterior state after 10 observed frames, copied 64 times, each run's prior is rolled
@@ -760,7 +768,7 @@ plt.show()
 # prior's std (compare the two printed numbers of the first step): each step draws fresh noise. The
 # deterministic $h$ starts identical (spread 0), differs a little after the first step, when each
 # trajectory has fed its own sample into the GRU, and then stays at that level for 40 steps
-# (0.012 with free nats 3, 0.061 with free nats 0, against 0.57 and 0.85 for $z$): after 100
+# (0.021 with free nats 3, 0.024 with free nats 0, against 0.82 and 0.69 for $z$): after 400
 # updates the GRU's state reacts little to which sample it got, so the imagined futures differ
 # mostly by $z$'s fresh noise, not by diverging memories.
 # Lesson 4 trains the whole world model much longer and looks at the same thing in pixels, with
@@ -777,7 +785,7 @@ plt.show()
 # run's decoder turns each imagined state into a frame, so we can also measure each copy's pixel
 # error against the real frames.
 #
-# **Predict before you run.** Above, after 100 updates, $h$'s spread across the copies stayed
+# **Predict before you run.** Above, after 400 updates, $h$'s spread across the copies stayed
 # flat after its first step. In a trained model, will it stay flat, or grow with the steps
 # imagined? And the pixel error of the imagined frames?
 
@@ -834,8 +842,8 @@ for column, k in enumerate(columns):
 plots = grid[1].subgridspec(1, 2, wspace=0.25)
 ahead = np.arange(context, context + horizon)
 ax = fig.add_subplot(plots[0])
-ax.plot(ahead, h_spread, label="h (deterministic)")
 ax.plot(ahead, z_spread, label="z (sample)")
+ax.plot(ahead, h_spread, label="h (deterministic)")
 ax.set_title(f"spread across the {samples} imagined copies (std, mean over dims)", fontsize=10)
 ax.set_xlabel("time step of the episode")
 ax.legend(fontsize=9)
@@ -849,7 +857,22 @@ ax.legend(fontsize=9)
 plt.show()
 
 # %% [markdown]
-# TODO_TRAINED_TEXT
+# Read the strip first. The real pendulum is swung up by step 14 and held there. All three
+# imagined copies start where the real one does and follow it for a few steps; then each one
+# leaves it at its own time (copy 3 holds the top longest, to about step 22) and swings on its
+# own course, though all three receive the same torques as the real one.
+#
+# The numbers say the same. $h$'s spread grows from 0 to 0.113 after 5 imagined steps and 0.246
+# after 10, where the 400-update models' stayed near 0.02. The pixel error of the imagined frames
+# grows with it, from 0.0007 at the first step to 0.0047 after 10 steps. After that both level off
+# (0.266 and 0.0053 after 20 steps), once the copies have spread over the states the pendulum can
+# be in. This is
+# **compounding**: a different sample of $z$ changes $h$, the changed $h$ changes the next prior
+# and the next sample, and the differences feed on themselves. On Pendulum they grow fast, since a
+# pole held at the top is unstable: a small difference in its angle, given the same torques,
+# becomes a fall. An imagined rollout is a sample of what may happen, not a forecast, and the
+# further it runs, the less it says about the real episode. This is one reason Dreamer's
+# imagination horizon is short (15 steps) and the value function covers the rest (lesson 5).
 #
 # ## Summary
 #
@@ -862,9 +885,12 @@ plt.show()
 #   no gradient at all (the TF1 per-element form keeps a gradient for large-KL states).
 # - The prior head is trained only by the KL term, so it learns only in updates whose mean KL is
 #   above the free nats. Without free nats it trains at every update, and the same term pulls the
-#   posterior towards the prior (in a run this short it had not collapsed onto it).
+#   posterior onto the prior: early in training, while the decoder is still poor, the posterior
+#   collapsed (a KL of 0.02 nats per step, equal stds). The free nats keep the first 3 nats free.
 # - *Observe* runs prior then posterior at each step; *imagine* runs the prior alone, and
-#   imagined trajectories from one state differ by the fresh samples of $z$ each step draws.
+#   imagined trajectories from one state differ by the fresh samples of $z$ each step draws. In a
+#   trained model the differences compound through $h$: imagined futures leave the real one within
+#   about 10 steps on Pendulum, which is why the imagination horizon is short.
 #
 # Next, lesson 4 trains the whole world model (encoder, RSSM, decoder and reward head together)
 # with `DreamerV1.world_model_loss`, and looks at what it predicts open-loop.
