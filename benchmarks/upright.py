@@ -16,7 +16,7 @@ import argparse
 import numpy as np
 import torch
 
-from dreamer_lib.course.pretrained import pretrained
+from dreamer_lib.cli import run_or_model
 from dreamer_lib.evaluate import load_agent, seeded
 
 FIRST_SEED = 1000
@@ -43,9 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--degrees", type=float, default=20.0, help="'up' is within this angle of the top")
     args = parser.parse_args(argv)
-    folder = pretrained(args.run.split(":", 1)[1]) if args.run.startswith("pretrained:") else args.run
     torch.set_num_threads(1)
-    agent, env, _ = load_agent(folder, device="cpu")
+    agent, env, _ = load_agent(run_or_model(args.run), device="cpu")
     if agent.config.env != "pendulum":
         parser.error(f"{args.run} was trained on {agent.config.env}: this reads Pendulum's angle.")
     with seeded(0, agent.device), torch.no_grad():

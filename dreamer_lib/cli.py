@@ -165,6 +165,16 @@ def load_parts(args, logdir: pathlib.Path):
     return load_checked(path)
 
 
+def run_or_model(text: str) -> pathlib.Path:
+    """The folder that `text` names: a run folder, or pretrained:NAME for a model that ships with
+    the course (a ValueError names the available ones if NAME is not among them)."""
+    if not text.startswith(PRETRAINED):
+        return pathlib.Path(text)
+    from dreamer_lib.course.pretrained import pretrained  # the course's models: the course loads here
+
+    return pretrained(text.removeprefix(PRETRAINED))
+
+
 def evaluate(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dreamer-eval", description="Play a run's checkpoint with the policy's "
                                      "mode (no exploration noise), print each episode's return, write a GIF.")
@@ -178,11 +188,7 @@ def evaluate(argv: list[str] | None = None) -> int:
     try:
         if args.episodes < 1:
             raise ValueError(f"--episodes {args.episodes}: evaluate at least 1 episode.")
-        run = pathlib.Path(args.run)
-        if args.run.startswith(PRETRAINED):
-            from dreamer_lib.course.pretrained import pretrained  # the course's models: the course loads here
-
-            run = pretrained(args.run.removeprefix(PRETRAINED))
+        run = run_or_model(args.run)
         agent, env, checkpoint = load_agent(run, args.device)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

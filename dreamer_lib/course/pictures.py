@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter, Locator, LogLocator, MaxNLocator
 from PIL import Image
 
 from dreamer_lib.viz import _as_numpy, upscale
@@ -274,21 +275,17 @@ def _decades_shown(low: float, high: float) -> int:
     return int(np.floor(np.log10(high)) - np.ceil(np.log10(low)) + 1) if low > 0 else 0
 
 
-def _log_minor_ticks():
+class _LogMinorTicks(Locator):
     """Minor ticks for a log axis: at 2 and 5 times the powers of 10, or, where the limits hold
     no power of 10, three or four plain ticks."""
-    from matplotlib.ticker import Locator, LogLocator, MaxNLocator
 
-    class LogMinor(Locator):
-        def __call__(self):
-            return self.tick_values(*self.axis.get_view_interval())
+    def __call__(self):
+        return self.tick_values(*self.axis.get_view_interval())
 
-        def tick_values(self, low, high):
-            if _decades_shown(low, high) < 1:
-                return MaxNLocator(4).tick_values(low, high)
-            return LogLocator(base=10, subs=(2, 5), numticks=12).tick_values(low, high)
-
-    return LogMinor()
+    def tick_values(self, low, high):
+        if _decades_shown(low, high) < 1:
+            return MaxNLocator(4).tick_values(low, high)
+        return LogLocator(base=10, subs=(2, 5), numticks=12).tick_values(low, high)
 
 
 def _readable_axis(ax, values) -> None:
@@ -296,8 +293,6 @@ def _readable_axis(ax, values) -> None:
     numbers at its ticks, only where positive values span more than a factor of 30 (a loss that
     spikes, a KL that jumps); a linear one otherwise. Where a row's log axis shows fewer than two
     powers of 10, its minor ticks get numbers too (plain ticks where it shows none)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
-
     ax.tick_params(labelsize=9)
     ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
     values = np.asarray(values, np.float64)
@@ -305,7 +300,7 @@ def _readable_axis(ax, values) -> None:
     if len(values) and values.min() > 0 and values.max() / values.min() > 30:
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(LogLocator(base=10, numticks=6))
-        ax.yaxis.set_minor_locator(_log_minor_ticks())
+        ax.yaxis.set_minor_locator(_LogMinorTicks())
         ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _: f"{y:g}" if _decades_shown(*ax.get_ylim()) < 2 else ""))
     else:
@@ -389,7 +384,7 @@ def diagnosis_figure(runs: dict, t: int, control: str | None = None,
             column_values[i] += [*ys, *base]
             if i == 3:
                 ax[i].axvline(traces["start"], color="k", lw=0.6, ls=":")
-            if free_nats is not None and title.startswith("KL"):  # the free nats clamp a KL
+            if free_nats is not None and (i == 3 or curves[i - 4] == "kl"):  # the KL plots
                 ax[i].axhline(free_nats, color="k", lw=0.6, ls=":")
             if row == 0:
                 ax[i].set_title(title, fontsize=10)
