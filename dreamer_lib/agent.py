@@ -27,7 +27,7 @@ from dreamer_lib.actor_critic import (Actor, Critic, TanhNormal, compute_actor_l
 from dreamer_lib.config import Config, resolve_device, updates_due
 from dreamer_lib.networks import (ContinuePredictor, ConvDecoder, ConvEncoder, RewardPredictor, gaussian_log_prob,
                                   keras_init, preprocess, to_uint8)
-from dreamer_lib.rssm import RSSM, RSSMState, kl_loss
+from dreamer_lib.rssm import RSSM, RSSMState, kl_divergence, kl_loss, kl_loss_per_state
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,24 @@ def with_discrete_latent(parts: Parts, classes: int) -> Parts:
                                kl_loss=discrete.kl_loss)
 
 
+def with_free_nats_per_state(parts: Parts, discrete_latent: bool) -> Parts:
+    """The parts with DreamerV3's free bits (rssm.kl_loss_per_state) in place of the paper's KL clamp."""
+    if parts.kl_loss not in (kl_loss, discrete.kl_loss):
+        raise ValueError("free_nats_per_state clamps each state's KL with the library's rssm.kl_loss_per_state, "
+                         "which would replace your own kl_loss component. Train your components without "
+                         "--free-nats-per-state, or leave kl_loss out of the components file.")
+    divergence = discrete.categorical_kl if discrete_latent else kl_divergence
+    return dataclasses.replace(parts, kl_loss=functools.partial(kl_loss_per_state, divergence=divergence))
+
+
 class DreamerV1(nn.Module):
     def __init__(self, config: Config, action_size: int, device: torch.device | str | None = None,
                  parts: Parts = Parts()):
         super().__init__()
         if config.latent_classes:
             parts = with_discrete_latent(parts, config.latent_classes)
+        if config.free_nats_per_state:
+            parts = with_free_nats_per_state(parts, config.latent_classes > 0)
         self.config, self.action_size, self.parts = config, action_size, parts
         self.device = device if isinstance(device, torch.device) else resolve_device(device or config.device)
         c = config

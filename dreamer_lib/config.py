@@ -41,6 +41,7 @@ class Config:
     free_nats: float = 3.0  # the KL term gives no gradient while the mean KL is below this
     kl_scale: float = 1.0  # weight of the KL term (beta)
     kl_balance: float | None = None  # KL balancing (DreamerV2: 0.8): the prior's share alpha; None = the paper's KL
+    free_nats_per_state: bool = False  # clamp each state's KL, then average (DreamerV3's free bits, 1 nat); off = the paper's
     continue_scale: float = 10.0  # weight of the pcont loss (official code: 10)
     reward_scale: float = 1.0  # multiplies rewards before the reward loss (not the reported returns)
 
@@ -234,7 +235,7 @@ FORMER_NAMES = {"steps": "total_frames", "train_steps": "train_updates", "use_co
                 "image_size": None, "checkpoint_every": None}
 # Settings added since the first version, with the value the runs that lack them trained with.
 ADDED = {"actor_entropy": 0.0, "slow_critic_decay": 0.0, "return_normalization": False, "kl_balance": None,
-         "imagine_every": 1, "latent_classes": 0}
+         "imagine_every": 1, "latent_classes": 0, "free_nats_per_state": False}
 
 # Upper bounds on sizes, 16x the paper's values or more, that refuse a typo (an extra zero, 10**9)
 # before it tries to allocate terabytes; an experiment that needs more can raise them here.

@@ -135,3 +135,15 @@ def kl_loss(posterior: RSSMState, prior: RSSMState, free_nats: float = 3.0):
     element instead, which keeps a gradient for the states above the line)."""
     kl = kl_divergence(posterior, prior).mean()
     return torch.clamp(kl, min=free_nats), kl
+
+
+def kl_loss_per_state(posterior, prior, free_nats: float = 1.0, divergence=kl_divergence):
+    """mean over states of max(KL(posterior || prior), free_nats), and the unclamped mean KL.
+
+    Not in DreamerV1 (config.free_nats_per_state, off in every preset): DreamerV3's free bits
+    (Hafner et al. 2023, section 3, 1 nat) clamp each state's KL, summed over its latent, before
+    the mean. A state already explained by its prior gives no gradient, while the states above
+    the line keep theirs; the paper's clamp of the mean stops the gradient for all or for none.
+    divergence: the per-state KL of the latent (discrete.categorical_kl for the discrete one)."""
+    kl = divergence(posterior, prior)
+    return torch.clamp(kl, min=free_nats).mean(), kl.mean()

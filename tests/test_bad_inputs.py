@@ -142,7 +142,8 @@ def test_a_config_file_written_before_the_renames_still_loads(config_file):
     data = json.loads(make_config("ci", total_frames=1200, train_updates=3, predict_continue=True).to_json())
     for old, new in (("steps", "total_frames"), ("train_steps", "train_updates"), ("use_continue", "predict_continue")):
         data[old] = data.pop(new)
-    for added in ("actor_entropy", "slow_critic_decay", "return_normalization", "kl_balance", "imagine_every"):
+    for added in ("actor_entropy", "slow_critic_decay", "return_normalization", "kl_balance", "imagine_every",
+                  "latent_classes", "free_nats_per_state"):
         data.pop(added)  # added later: the first versions trained without them
     data.update(image_size=64, checkpoint_every=10_000)  # retired, never read
     config = Config.from_json(json.dumps(data), source=config_file)

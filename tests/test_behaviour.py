@@ -25,7 +25,7 @@ from dreamer_lib.buffer import ReplayBuffer
 from dreamer_lib.config import make_config
 from dreamer_lib.envs import run_episode
 from dreamer_lib.evaluate import evaluate
-from dreamer_lib.rssm import RSSM, RSSMState, kl_divergence, kl_loss
+from dreamer_lib.rssm import RSSM, RSSMState, kl_divergence, kl_loss, kl_loss_per_state
 
 ACTIONS = 2
 
@@ -162,6 +162,45 @@ def test_free_nats_clamp_the_mean_over_batch_and_time_not_each_element():
     assert clamped.item() == 4.0
     (grad,) = torch.autograd.grad(clamped, mu, allow_unused=True)
     assert grad is None or torch.all(grad == 0)
+
+
+def test_free_nats_per_state_clamp_each_state_before_the_mean():
+    """free_nats_per_state (DreamerV3's free bits, off in the paper): the same KLs 1, 6, 1 / 1, 9.5, 1
+    as above, each clamped at 3 before the mean: (4 * 3 + 6 + 9.5) / 6 = 4.583, and only the two
+    states above the line keep a gradient, each 1/6 of its own KL gradient."""
+    per_element = np.array([[1.0, 6.0, 1.0], [1.0, 9.5, 1.0]])
+    q_std = torch.full((2, 3, 1), 1.0, dtype=torch.float64)
+    p_std = torch.full((2, 3, 1), 1.5, dtype=torch.float64)
+    base = math.log(1.5) + 1 / (2 * 2.25) - 0.5
+    mu = torch.tensor(np.sqrt((per_element - base) * 2 * 2.25)[..., None], requires_grad=True)
+    q = gaussian_state(mu, q_std)
+    p = gaussian_state(torch.zeros_like(q_std), p_std)
+    clamped, kl = kl_loss_per_state(q, p, free_nats=3.0)
+    assert kl.item() == pytest.approx(3.25, rel=1e-9)  # the logged KL is the unclamped mean
+    assert clamped.item() == pytest.approx(np.maximum(per_element, 3.0).mean(), rel=1e-9)
+    (grad,) = torch.autograd.grad(clamped, mu)
+    above = torch.tensor(per_element > 3.0)[..., None]
+    np.testing.assert_allclose(np64(grad), np64(torch.where(above, mu / 2.25 / 6, 0.0)), rtol=1e-9)
+
+
+def test_the_world_model_loss_with_free_nats_per_state_clamps_each_states_kl(batch):
+    """The agent's KL term with free_nats_per_state: each (t, b) state's KL, from the posterior and
+    prior of a rollout recomputed on a twin with the same noise, clamped at free_nats, then the
+    mean. free_nats sits between the states' KLs, so a clamp of the mean would differ."""
+    images, actions, rewards, discounts = batch
+    agent, twin = make_agent(free_nats_per_state=True), make_agent()
+    torch.manual_seed(5)
+    embed = twin.encoder(preprocess_by_hand(images.numpy()))
+    posterior, prior = twin.rssm.rollout_observation(embed, actions, twin.rssm.get_initial_state(images.shape[1]))
+    per_state = kl_numpy(posterior.mean, posterior.std, prior.mean, prior.std)
+    free_nats = float(np.median(per_state))
+    agent.config.free_nats = free_nats
+    torch.manual_seed(5)
+    loss, _, metrics = agent.world_model_loss(images, actions, rewards, discounts)
+    kl_term = (loss - metrics["image_loss"] - metrics["reward_loss"]).item()
+    assert kl_term == pytest.approx(np.maximum(per_state, free_nats).mean(), abs=1e-4)  # beside ~1e4 nats of image loss
+    assert abs(kl_term - max(per_state.mean(), free_nats)) > 1e-2  # not the paper's clamp of the mean
+    assert metrics["kl"].item() == pytest.approx(per_state.mean(), rel=1e-5)
 
 
 # ============================================================================ actor and critic losses

@@ -11,7 +11,7 @@ from dreamer_lib.agent import DreamerV1, Parts
 from dreamer_lib.buffer import random_batch
 from dreamer_lib.config import make_config
 from dreamer_lib.discrete import DiscreteRSSM, DiscreteState, categorical_kl
-from dreamer_lib.rssm import RSSM
+from dreamer_lib.rssm import RSSM, kl_loss
 
 VARIABLES, CLASSES = 3, 4
 
@@ -78,6 +78,33 @@ def test_categorical_kl_sums_q_log_q_over_p_over_variables_and_classes():
     want = (q64 * np.log(q64 / p64)).sum((-1, -2))
     np.testing.assert_allclose(categorical_kl(q, p).numpy(), want, rtol=1e-5)
     np.testing.assert_allclose(categorical_kl(q, q).numpy(), 0, atol=1e-6)
+
+
+def test_free_nats_per_state_clamp_each_states_categorical_kl():
+    """DreamerV3's free bits on the discrete latent: each state's KL summed over its variables,
+    clamped at free_nats, then the mean; the agent builds that from the categorical KL."""
+    g = torch.Generator().manual_seed(6)
+    q_probs = mixed_probs(3 * torch.randn(4, VARIABLES, CLASSES, generator=g))
+    p_probs = mixed_probs(3 * torch.randn(4, VARIABLES, CLASSES, generator=g))
+    q, p = (DiscreteState(x.log().flatten(-2), x.flatten(-2), torch.zeros(4, 1)) for x in (q_probs, p_probs))
+    q64, p64 = q_probs.double().numpy(), p_probs.double().numpy()
+    per_state = (q64 * np.log(q64 / p64)).sum((-1, -2))
+    free_nats = float(np.median(per_state))
+    torch.manual_seed(0)
+    agent = DreamerV1(make_config("ci", latent_classes=CLASSES, stoch_size=VARIABLES, free_nats_per_state=True),
+                      action_size=1, device="cpu")
+    clamped, kl = agent.parts.kl_loss(q, p, free_nats)
+    assert clamped.item() == pytest.approx(np.maximum(per_state, free_nats).mean(), rel=1e-5)
+    assert kl.item() == pytest.approx(per_state.mean(), rel=1e-5)
+
+
+def test_a_learners_kl_loss_is_not_silently_replaced_by_free_nats_per_state():
+    def my_kl_loss(posterior, prior, free_nats):
+        return kl_loss(posterior, prior, free_nats)
+
+    with pytest.raises(ValueError, match="free_nats_per_state .* replace your own kl_loss"):
+        DreamerV1(make_config("ci", free_nats_per_state=True), action_size=1, device="cpu",
+                  parts=Parts(kl_loss=my_kl_loss))
 
 
 def test_the_agent_trains_with_the_discrete_latent_and_its_kl():
