@@ -31,6 +31,8 @@ from dreamer_lib.course.checks import CheckFailed, explain_error
 from dreamer_lib.course.checks.actor_critic import check_imagine_step
 from dreamer_lib.course.checks.buffer import check_sample_windows
 from dreamer_lib.course.checks.envs import check_repeat_action
+from dreamer_lib.course.checks.later_dreamers import (check_balanced_kl, check_return_scale,
+                                                      check_straight_through_sample, check_update_slow_critic)
 from dreamer_lib.course.checks.world_model import check_open_loop, check_world_model_step
 from dreamer_lib.course.components import DEFINES, EXERCISES, NOTEBOOK_FILES, UNWRITTEN
 
@@ -46,11 +48,14 @@ COURSE = {
     "5.3": ["compute_critic_loss"], "5.4": ["imagine_step"],
     "6.1": ["updates_due"],
     "7.1": [],
+    "8.1": ["straight_through_sample"], "8.2": ["balanced_kl"], "8.3": ["return_scale"], "8.4": ["update_slow_critic"],
 }
 # The check of each name: the trainer's components with theirs, then the exercises the trainer does not use.
 CHECKS = {name: check for name, (_, check) in EXERCISES.items()} | {
     "repeat_action": check_repeat_action, "sample_windows": check_sample_windows,
-    "world_model_step": check_world_model_step, "open_loop": check_open_loop, "imagine_step": check_imagine_step}
+    "world_model_step": check_world_model_step, "open_loop": check_open_loop, "imagine_step": check_imagine_step,
+    "straight_through_sample": check_straight_through_sample, "balanced_kl": check_balanced_kl,
+    "return_scale": check_return_scale, "update_slow_critic": check_update_slow_critic}
 IN_NOTEBOOK = "checked in the notebook"
 WIDTH = 200  # characters of a message in the table; longer ones are printed in full below it
 
