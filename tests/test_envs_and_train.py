@@ -30,6 +30,28 @@ def test_pendulum_gives_64x64_uint8_frames_and_unit_box_actions():
     env.close()
 
 
+def test_pendulum_frames_are_gymnasiums_picture_drawn_on_a_smaller_canvas():
+    """Against gymnasium's own 500 x 500 drawing shrunk with PIL's bilinear filter, step for step
+    with the same torques: the same picture, off by a fraction of a grey level on average."""
+    from PIL import Image
+
+    env = make_env("pendulum", action_repeat=1)
+    reference = gym.make("Pendulum-v1", render_mode="rgb_array")
+    frame, _ = env.reset(seed=3)
+    reference.reset(seed=3)
+    rng = np.random.default_rng(0)
+    differences = []
+    for _ in range(30):
+        action = rng.uniform(-1, 1, size=1).astype(np.float32)
+        frame, *_ = env.step(action)
+        reference.step(2 * action)  # Pendulum's torque range is [-2, 2]
+        big = reference.render()
+        assert big.shape == (500, 500, 3)
+        want = np.asarray(Image.fromarray(big).resize((64, 64), Image.BILINEAR), float)
+        differences.append(np.abs(frame.astype(float) - want).mean())
+    assert np.mean(differences) < 0.25, np.mean(differences)  # grey levels of 255; a 128 canvas gives ~0.3
+
+
 def test_action_repeat_sums_rewards_of_the_scaled_action():
     seed = 3
     env = make_env("pendulum", action_repeat=2, seed=seed)
