@@ -17,6 +17,7 @@ from dreamer_lib.buffer import random_batch
 from dreamer_lib.config import make_config
 
 CASES = {"cpu": {}, "imagine_every=2": dict(imagine_every=2), "imagine_every=3": dict(imagine_every=3),
+         "imagine_every=4": dict(imagine_every=4),
          "slow critic + return norm.": dict(slow_critic_decay=0.98, return_normalization=True),
          "kl_balance=0.8": dict(kl_balance=0.8)}
 
