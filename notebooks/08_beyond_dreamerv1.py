@@ -35,7 +35,8 @@ if "google.colab" in sys.modules:
 # DreamerV1 is where the later Dreamers start. DreamerV2 (Hafner et al. 2021, "Mastering Atari
 # with Discrete World Models") and DreamerV3 (Hafner et al. 2023, "Mastering Diverse Domains
 # through World Models") keep its loop, world model, imagination and actor-critic, and change a
-# handful of pieces. Each answers a failure you have met in this course:
+# handful of pieces. All but the first answer a failure you have met in this course; the first
+# answers one of Atari's:
 #
 # | change | paper | the failure it answers | `dreamer-train` flag |
 # |---|---|---|---|
@@ -47,8 +48,9 @@ if "google.colab" in sys.modules:
 #
 # Every switch is a `Config` field, off in every preset: the `paper` preset stays DreamerV1.
 # docs/provenance.md says where each comes from. You will write the core of four of them
-# (exercises 8.1-8.4), see each at work on the trained model that ships with the course, and end
-# with what they change on pixel Pendulum, measured.
+# (exercises 8.1-8.4), see each at work (on the trained model that ships with the course where a
+# trained model shows it, on a small example where it does not), and end with what they change
+# on pixel Pendulum, measured.
 #
 # Where this sits: the whole chain of lessons 1-7, **env → replay buffer → world model →
 # imagination → actor-critic**, with five of its pieces swapped.
@@ -130,7 +132,7 @@ logits = torch.tensor([0.5, 1.0, -0.5, 0.0, 0.2], requires_grad=True)
 loss = lambda z: (z @ w) ** 2  # noqa: E731
 
 probs = 0.99 * logits.softmax(-1) + 0.01 / 5
-(exact,) = torch.autograd.grad((probs * w**2).sum(), logits)  # E[L] = sum_k p_k (w_k)^2 for a one-hot z
+(exact,) = torch.autograd.grad((probs * loss(torch.eye(5))).sum(), logits)  # E[L] = sum_k p_k L(one-hot k)
 torch.manual_seed(0)
 draws = 20_000
 sample, _ = straight_through_sample(logits.expand(draws, 5))
@@ -157,10 +159,10 @@ plt.show()
 # %% [markdown]
 # Straight-through is an estimate: it differentiates $L$ at the sample as if $z$ were continuous,
 # so for a loss that is not linear in $z$ it is biased. The two bars of a class differ, for
-# classes 3 and 4 even in sign, though over all five classes the two point in similar directions (the
-# cosine of 0.76 above). Without the term, the latent would get no gradient at
-# all from the decoder and the reward head, and the representation would learn nothing. For a
-# loss that is linear in $z$, straight-through is exact in expectation: try `loss = lambda z: z @ w`.
+# classes 3 and 4 even in sign, though over all five classes the two point in similar directions
+# (the cosine of 0.76 above). Without the term, the latent would get no gradient at all from the
+# decoder and the reward head, and the representation would learn nothing. For a loss that is
+# linear in $z$, straight-through is exact in expectation: try `loss = lambda z: z @ w`.
 #
 # ### The discrete RSSM of the library
 #
@@ -198,19 +200,20 @@ print(f"{updates} world-model updates: KL(posterior || prior) {kls[0]:.2f} -> {k
 with torch.no_grad():
     batch = {k: v[:, None] for k, v in episode.items()}  # (T, 1, ...): the whole episode as one window
     _, posterior, _ = discrete_agent.world_model_loss(*discrete_agent.to_batch(batch))
-    probs = posterior.logits.exp().reshape(-1, 32, 32).cpu()  # (T, variables, classes)
-classes_picked = probs.argmax(-1)  # (T, variables): each variable's most likely class at each step
-confidence = probs.max(-1).values.mean().item()
+    class_probs = posterior.logits.exp().reshape(-1, 32, 32).cpu()  # (T, variables, classes)
+classes_picked = class_probs.argmax(-1)  # (T, variables): each variable's most likely class at each step
+confidence = class_probs.max(-1).values.mean().item()
 print(f"mean probability of each variable's most likely class: {confidence:.2f} (uniform: {1 / 32:.3f})")
 fig, axes = plt.subplots(1, 2, figsize=(11, 2.8), gridspec_kw=dict(width_ratios=[3, 1]))
-axes[0].imshow(classes_picked.T.numpy(), aspect="auto", cmap="tab20", interpolation="nearest")
+picture = axes[0].imshow(classes_picked.T.numpy(), aspect="auto", cmap="turbo", vmin=0, vmax=31, interpolation="nearest")
+fig.colorbar(picture, ax=axes[0], label="class", pad=0.01)
 axes[0].set_xlabel("step of the episode")
 axes[0].set_ylabel("variable (of 32)")
 axes[0].set_title("most likely class of each variable (colour = class)", fontsize=9)
-axes[1].imshow(probs[len(probs) // 2].numpy(), cmap="viridis", vmin=0, vmax=1)
+axes[1].imshow(class_probs[len(class_probs) // 2].numpy(), cmap="viridis", vmin=0, vmax=1)
 axes[1].set_xlabel("class")
 axes[1].set_ylabel("variable")
-axes[1].set_title(f"probabilities at step {len(probs) // 2}", fontsize=9)
+axes[1].set_title(f"probabilities at step {len(class_probs) // 2}", fontsize=9)
 fig.tight_layout()
 plt.show()
 
