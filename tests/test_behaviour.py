@@ -138,18 +138,24 @@ def test_kl_loss_is_mean_kl_of_posterior_from_prior():
     assert abs(wrong_way - want) > 0.5
 
 
+PER_ELEMENT_KL = np.array([[1.0, 6.0, 1.0], [1.0, 9.5, 1.0]])  # (T, B) = (2, 3), mean 3.25
+
+
+def states_with_kl(per_element):
+    """(mu, q, p): one-dimensional states, q = N(mu, 1) and p = N(0, 1.5^2), whose KL(q || p) is
+    exactly `per_element`: KL = log(ps/qs) + (qs^2 + mu^2) / (2 ps^2) - 1/2, solved for mu."""
+    q_std = torch.full((*per_element.shape, 1), 1.0, dtype=torch.float64)
+    p_std = torch.full((*per_element.shape, 1), 1.5, dtype=torch.float64)
+    base = math.log(1.5) + 1 / (2 * 2.25) - 0.5
+    mu = torch.tensor(np.sqrt((per_element - base) * 2 * 2.25)[..., None], requires_grad=True)
+    return mu, gaussian_state(mu, q_std), gaussian_state(torch.zeros_like(q_std), p_std)
+
+
 def test_free_nats_clamp_the_mean_over_batch_and_time_not_each_element():
     """(T, B) = (2, 3) elements with KL 1, 6, 1 / 1, 9.5, 1 (mean 3.25 > 3 free nats). Clamping the
     mean keeps every element's gradient, each 1/6 of its own KL gradient; clamping each element
     would give (4 * 3 + 6 + 9.5) / 6 = 4.58 and no gradient for the small ones."""
-    per_element = np.array([[1.0, 6.0, 1.0], [1.0, 9.5, 1.0]])
-    q_std = torch.full((2, 3, 1), 1.0, dtype=torch.float64)
-    p_std = torch.full((2, 3, 1), 1.5, dtype=torch.float64)
-    # KL = log(ps/qs) + (qs^2 + mu^2) / (2 ps^2) - 1/2; solve for mu given the wanted KL
-    base = math.log(1.5) + 1 / (2 * 2.25) - 0.5
-    mu = torch.tensor(np.sqrt((per_element - base) * 2 * 2.25)[..., None], requires_grad=True)
-    q = gaussian_state(mu, q_std)
-    p = gaussian_state(torch.zeros_like(q_std), p_std)
+    mu, q, p = states_with_kl(PER_ELEMENT_KL)
     clamped, kl = kl_loss(q, p, free_nats=3.0)
     assert kl.item() == pytest.approx(3.25, rel=1e-9)
     assert clamped.item() == pytest.approx(3.25, rel=1e-9)
@@ -168,18 +174,12 @@ def test_free_nats_per_state_clamp_each_state_before_the_mean():
     """free_nats_per_state (DreamerV3's free bits, off in the paper): the same KLs 1, 6, 1 / 1, 9.5, 1
     as above, each clamped at 3 before the mean: (4 * 3 + 6 + 9.5) / 6 = 4.583, and only the two
     states above the line keep a gradient, each 1/6 of its own KL gradient."""
-    per_element = np.array([[1.0, 6.0, 1.0], [1.0, 9.5, 1.0]])
-    q_std = torch.full((2, 3, 1), 1.0, dtype=torch.float64)
-    p_std = torch.full((2, 3, 1), 1.5, dtype=torch.float64)
-    base = math.log(1.5) + 1 / (2 * 2.25) - 0.5
-    mu = torch.tensor(np.sqrt((per_element - base) * 2 * 2.25)[..., None], requires_grad=True)
-    q = gaussian_state(mu, q_std)
-    p = gaussian_state(torch.zeros_like(q_std), p_std)
+    mu, q, p = states_with_kl(PER_ELEMENT_KL)
     clamped, kl = kl_loss_per_state(q, p, free_nats=3.0)
     assert kl.item() == pytest.approx(3.25, rel=1e-9)  # the logged KL is the unclamped mean
-    assert clamped.item() == pytest.approx(np.maximum(per_element, 3.0).mean(), rel=1e-9)
+    assert clamped.item() == pytest.approx(np.maximum(PER_ELEMENT_KL, 3.0).mean(), rel=1e-9)
     (grad,) = torch.autograd.grad(clamped, mu)
-    above = torch.tensor(per_element > 3.0)[..., None]
+    above = torch.tensor(PER_ELEMENT_KL > 3.0)[..., None]
     np.testing.assert_allclose(np64(grad), np64(torch.where(above, mu / 2.25 / 6, 0.0)), rtol=1e-9)
 
 
