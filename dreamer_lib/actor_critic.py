@@ -127,3 +127,10 @@ def compute_critic_loss(values: torch.Tensor, lambda_returns: torch.Tensor, disc
     DreamerV1.update does) or compute `values` on detached features: either way the critic loss
     does not reshape the world model's states."""
     return (discount_weights(discounts) * 0.5 * (values - lambda_returns.detach()).pow(2)).mean()
+
+
+def percentile_ema(returns: torch.Tensor, low_high: torch.Tensor, decay: float = 0.99) -> torch.Tensor:
+    """DreamerV3's return statistics: [low, high] moved towards the 5th and 95th percentiles of
+    this batch's returns, decay * low_high + (1 - decay) * [P5, P95], without gradient."""
+    fractions = torch.tensor([0.05, 0.95], device=returns.device)
+    return decay * low_high + (1 - decay) * torch.quantile(returns.detach().float().flatten(), fractions)

@@ -23,7 +23,7 @@ from torch import nn
 
 from dreamer_lib import discrete, fast
 from dreamer_lib.actor_critic import (Actor, Critic, TanhNormal, compute_actor_loss, compute_critic_loss,
-                                      compute_lambda_returns, discount_weights)
+                                      compute_lambda_returns, discount_weights, percentile_ema)
 from dreamer_lib.config import Config, resolve_device, updates_due
 from dreamer_lib.networks import (ContinuePredictor, ConvDecoder, ConvEncoder, RewardPredictor, gaussian_log_prob,
                                   keras_init, preprocess, to_uint8)
@@ -205,9 +205,7 @@ class DreamerV1(nn.Module):
         if not self.config.return_normalization:
             return 1.0
         if torch.is_grad_enabled():  # an update, not an inspection: move the statistics
-            percentiles = torch.quantile(returns.detach().float().flatten(), torch.tensor([0.05, 0.95],
-                                                                                         device=returns.device))
-            self.return_range.mul_(0.99).add_(0.01 * percentiles)
+            self.return_range.copy_(percentile_ema(returns, self.return_range))
         return torch.clamp(self.return_range[1] - self.return_range[0], min=1.0)
 
     # ------------------------------------------------------------------ one update

@@ -21,6 +21,14 @@ from torch import nn
 from dreamer_lib.rssm import RSSM, RSSMState
 
 
+UNIFORM_MIX = 0.01  # DreamerV3's share of the uniform distribution in each categorical
+
+
+def mixed_probs(logits: torch.Tensor) -> torch.Tensor:
+    """The softmax over the last dimension (the classes) with 1% of the uniform mixed in."""
+    return (1 - UNIFORM_MIX) * logits.softmax(-1) + UNIFORM_MIX / logits.shape[-1]
+
+
 class DiscreteState(NamedTuple):
     logits: torch.Tensor  # (..., variables * classes) log-probabilities, after the uniform mix
     stoch: torch.Tensor  # (..., variables * classes) one-hot samples, straight-through
@@ -50,7 +58,7 @@ class DiscreteRSSM(RSSM):
 
     def _distribution(self, logits: torch.Tensor, deter: torch.Tensor) -> DiscreteState:
         logits = logits.float().unflatten(-1, (self.variables, self.classes))  # (..., variables, classes)
-        probs = 0.99 * logits.softmax(-1) + 0.01 / self.classes
+        probs = mixed_probs(logits)
         drawn = torch.multinomial(probs.reshape(-1, self.classes), 1).reshape(probs.shape[:-1])
         sample = F.one_hot(drawn, self.classes).float()
         stoch = sample + probs - probs.detach()  # the value of the sample, the gradient of the probabilities

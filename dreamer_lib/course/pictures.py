@@ -372,19 +372,20 @@ def diagnosis_figure(runs: dict, t: int, control: str | None = None,
             if row == 0:
                 ax[i].set_title(f"{label}, t={t}" if i == 0 else label, fontsize=10)
         ax[0].set_ylabel(name, fontsize=10, rotation=0, ha="right", va="center")
-        plots = [("KL per step (nats)", "episode step", np.arange(len(traces["kl"])), traces["kl"], base_traces["kl"])]
+        plots = [("KL per step (nats)", "episode step", np.arange(len(traces["kl"])), traces["kl"], base_traces["kl"],
+                  True)]
         for key in curves:
             steps = np.arange(1, len(history) + 1)
             plots.append((CURVE_TITLES.get(key, key), "updates", steps, [h[key] for h in history],
-                          [h[key] for h in base_history]))
-        for i, (title, x_label, xs, ys, base) in enumerate(plots, 3):
+                          [h[key] for h in base_history], key == "kl"))
+        for i, (title, x_label, xs, ys, base, is_kl) in enumerate(plots, 3):
             if name != control:
                 ax[i].plot(xs[:len(base)], base, color="0.7", lw=1, label=control)
             ax[i].plot(xs, ys, color="C3" if name != control else "C0", lw=1, label=name)
             column_values[i] += [*ys, *base]
             if i == 3:
                 ax[i].axvline(traces["start"], color="k", lw=0.6, ls=":")
-            if free_nats is not None and (i == 3 or curves[i - 4] == "kl"):  # the KL plots
+            if free_nats is not None and is_kl:  # the free nats clamp a KL
                 ax[i].axhline(free_nats, color="k", lw=0.6, ls=":")
             if row == 0:
                 ax[i].set_title(title, fontsize=10)

@@ -12,17 +12,14 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from dreamer_lib.actor_critic import percentile_ema
 from dreamer_lib.course.checks import call, expect_close, expect_shape, fail, gradient_paths, passed, same, seeded
-from dreamer_lib.rssm import RSSMState, kl_divergence
-
-UNIFORM_MIX = 0.01  # DreamerV3's share of the uniform distribution in each categorical
+from dreamer_lib.course.checks.rssm import leaf_state
+from dreamer_lib.discrete import UNIFORM_MIX, mixed_probs
+from dreamer_lib.rssm import kl_divergence
 
 
 # ---------------------------------------------------------------- 8.1 the straight-through sample
-def _mixed(logits: torch.Tensor) -> torch.Tensor:
-    return (1 - UNIFORM_MIX) * logits.softmax(-1) + UNIFORM_MIX / logits.shape[-1]
-
-
 def check_straight_through_sample(straight_through_sample) -> None:
     """straight_through_sample(logits (..., classes)) -> (sample, probs): probs the softmax with a
     1% uniform mix; sample one-hot, drawn from probs, with the gradient of probs."""
@@ -37,7 +34,7 @@ def check_straight_through_sample(straight_through_sample) -> None:
     sample, probs = out
     expect_shape(ex, "sample", sample, (draws, classes))
     expect_shape(ex, "probs", probs, (draws, classes))
-    want = _mixed(logits)
+    want = mixed_probs(logits)
     if not same(probs, want):
         softmax = logits.softmax(-1)
         mistakes = {
@@ -109,20 +106,13 @@ def check_straight_through_sample(straight_through_sample) -> None:
 
 
 # ---------------------------------------------------------------- 8.2 KL balancing
-def _leaf_state(generator, *shape, stoch: int) -> RSSMState:
-    """Mean and std are leaves that require grad; the sample is another tensor."""
-    mean = torch.randn(*shape, stoch, generator=generator).requires_grad_(True)
-    std = (0.3 + 1.5 * torch.rand(*shape, stoch, generator=generator)).requires_grad_(True)
-    return RSSMState(mean, std, torch.randn(*shape, stoch, generator=generator), torch.zeros(*shape, 2))
-
-
 def check_balanced_kl(balanced_kl) -> None:
     """balanced_kl(posterior, prior, alpha) -> alpha * mean KL(sg(posterior) || prior)
     + (1 - alpha) * mean KL(posterior || sg(prior)): the paper's KL in value, its gradient split."""
     ex = "8.2"
     alpha = 0.8
     g = seeded(1)
-    q, p = _leaf_state(g, 6, 5, stoch=4), _leaf_state(g, 6, 5, stoch=4)
+    q, p = leaf_state(g, 6, 5, stoch=4), leaf_state(g, 6, 5, stoch=4)
     out = call(ex, balanced_kl, q, p, alpha, what="calling your balanced_kl(posterior, prior, 0.8)")
     if isinstance(out, torch.Tensor) and tuple(out.shape) == (6, 5):
         fail(ex, "the result has shape (6, 5), one KL per state: the KL term is their mean over batch and time.")
@@ -148,13 +138,10 @@ def check_balanced_kl(balanced_kl) -> None:
         fail(ex, "the result carries no gradient: the stop-gradients belong on one side of each term, not on "
                  "the whole result (no torch.no_grad(), no .detach() of both).")
     reference = alpha * kl_divergence(q.detach(), p).mean() + (1 - alpha) * kl_divergence(q, p.detach()).mean()
-    plain = {}
     leaves = {"the prior's mean": p.mean, "the prior's std": p.std,
               "the posterior's mean": q.mean, "the posterior's std": q.std}
-    grads = torch.autograd.grad(out, list(leaves.values()), allow_unused=True, retain_graph=True)
-    plain_grads = torch.autograd.grad(kl, list(leaves.values()), retain_graph=True)
-    for (name, _), mine, full in zip(leaves.items(), grads, plain_grads):
-        plain[name] = (mine, full)
+    yours = torch.autograd.grad(out, list(leaves.values()), allow_unused=True, retain_graph=True)
+    plain = dict(zip(leaves, zip(yours, torch.autograd.grad(kl, list(leaves.values()), retain_graph=True))))
 
     def share(name: str) -> float | None:
         """Your gradient on `name` as a multiple of the plain KL's, if it is one."""
@@ -193,8 +180,7 @@ QUANTILE_HINTS = ((r"q values must be in the range \[0, 1\]|Percentiles must be 
 
 
 def _reference_scale(returns: torch.Tensor, low_high: torch.Tensor, decay: float):
-    percentiles = torch.quantile(returns.detach().flatten(), torch.tensor([0.05, 0.95]))
-    new = decay * low_high + (1 - decay) * percentiles
+    new = percentile_ema(returns, low_high, decay)
     return torch.clamp(new[1] - new[0], min=1.0), new
 
 

@@ -25,7 +25,7 @@ def _normal(state: RSSMState) -> torch.distributions.Normal:
     return torch.distributions.Normal(state.mean, state.std)
 
 
-def _leaf_state(generator, *shape, stoch: int) -> RSSMState:
+def leaf_state(generator, *shape, stoch: int) -> RSSMState:
     """A state with unequal stds whose mean and std are leaves that require grad (its sample is
     another tensor, so that a formula that reads stoch for mean does not pass)."""
     state = _random_state(generator, *shape, stoch=stoch)
@@ -36,7 +36,7 @@ def check_kl_divergence(kl_divergence) -> None:
     """kl_divergence(q, p) -> KL(q || p) summed over the stoch dimension, shape (...)."""
     ex = "3.1"
     g = seeded(0)
-    q, p = _leaf_state(g, 5, 4, stoch=6), _leaf_state(g, 5, 4, stoch=6)
+    q, p = leaf_state(g, 5, 4, stoch=6), leaf_state(g, 5, 4, stoch=6)
     expected = torch.distributions.kl_divergence(_normal(q), _normal(p)).sum(-1)
     out = call(ex, kl_divergence, q, p, what="calling your kl_divergence(q, p)")
     if isinstance(out, torch.Tensor) and tuple(out.shape) == (5, 4, 6):
@@ -198,7 +198,7 @@ def check_kl_loss(kl_loss) -> None:
     # 4. Unequal stds, where the direction of the KL matters (with equal stds it does not: the KLs
     # above are symmetric). Mean KL about 29, far above the free nats.
     g = seeded(5)
-    post, prior = _leaf_state(g, 4, 3, stoch=6), _leaf_state(g, 4, 3, stoch=6)
+    post, prior = leaf_state(g, 4, 3, stoch=6), leaf_state(g, 4, 3, stoch=6)
     loss, logged = _call_kl_loss(ex, kl_loss, post, prior, 3.0)
     with torch.no_grad():
         expected = reference.kl_divergence(post, prior).mean()
