@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 1: Encoder and decoder
 #
-# *Time to run:* ci: 9 s, cpu (2 cores): 35 s, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 9 s, cpu (2 cores of an Intel Xeon): 30 s, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # The world model touches pixels in exactly two places. The **encoder** turns each frame $o_t$
 # into a vector $e_t$ of 1024 features, which the RSSM's posterior $q(z_t \mid h_t, e_t)$ reads
@@ -442,8 +442,8 @@ plt.show()
 
 # %% [markdown]
 # In the committed cpu-scale run, with Keras' initialisation the loss goes below the average frame
-# for good at step 646 and ends 9.8 nats above perfect; with PyTorch's defaults it is still at the
-# average frame's level after 1,000 steps (17.4 against 16.9). Same network, data and optimiser:
+# for good at step 549 and ends 9.8 nats above perfect; with PyTorch's defaults it is still at the
+# average frame's level after 1,000 steps (17.9 against 17.2). Same network, data and optimiser:
 # only the initial weights differ. The held-out frames, through the Keras-initialised model:
 
 # %%

@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 4: Training the world model
 #
-# *Time to run:* ci: 7 s, cpu (2 cores): 12.5 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 7 s, cpu (2 cores of an Intel Xeon): 3 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # Lessons 1-3 built the parts: the encoder and decoder, the replay buffer, the RSSM. Here they
 # become one **world model** trained on real experience, the first half of every Dreamer update
@@ -233,7 +233,7 @@ history = {k: torch.stack([m[k] for m in log]).float().cpu().numpy() for k in lo
 # posterior learns to read the frames faster than the prior learns to predict them), then
 # settles near or below 3 nats: below the line the KL term sends no gradient at all (lesson 3),
 # and the model is free to put that much information into $z$. In the committed cpu-scale run
-# the reward loss also tells a story: flat for about 500 updates, then down by more than ten
+# the reward loss also tells a story: flat for about 600 updates, then down by more than ten
 # times. Pendulum's reward is a function of the pole's angle, so the reward head can predict it
 # only once the state holds that angle, the same detail the image loss pays for last (section 7
 # shows the model's frames after 400 and after 1200 updates).
