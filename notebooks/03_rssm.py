@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 3: The recurrent state-space model (RSSM)
 #
-# *Time to run:* ci: 13 s, cpu (2 cores): 10 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 13 s, cpu (2 cores of an Intel Xeon): 2 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
 #
 # The encoder of lesson 1 turns one frame into an embedding $e_t$. A frame alone does not say
 # how fast the pendulum swings, and a world model that imagines the future must carry a memory.
@@ -519,7 +519,7 @@ with torch.no_grad():
 # a freshly initialised model, so that we can train the same model twice.
 
 # %%
-from dreamer_lib.networks import ConvDecoder, ConvEncoder, gaussian_log_prob, preprocess
+from dreamer_lib.networks import ConvDecoder, ConvEncoder, gaussian_log_prob, preprocess, to_uint8
 
 device = scale.device
 data = ReplayBuffer(capacity=config.replay_capacity, seed=0)
@@ -551,7 +551,7 @@ def filter_episode(encoder, rssm, decoder, images, actions):
     return dict(prior_std=prior.std.mean(-1)[:, 0].cpu(), posterior_std=posterior.std.mean(-1)[:, 0].cpu(),
                 kl=kl_divergence(posterior, prior)[:, 0].cpu(),
                 error=(decoded - preprocess(images)[:, 0]).pow(2).mean((1, 2, 3)).cpu(),
-                reconstruction=((decoded + 0.5).clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy())
+                reconstruction=to_uint8(decoded).cpu().numpy())
 
 
 encoder, rssm, decoder = make_model()
@@ -645,10 +645,10 @@ for free_nats in (config.free_nats, 0.0):
 #   shortcut is open: a posterior that gives up the frame's information makes the KL term small
 #   at once. Compare the mean KL of the last 50 updates and, along the episode, the KL and the
 #   posterior's std against the prior's: in the committed cpu-scale run, free nats 0 ends with a
-#   KL of 0.019 nats per step along the episode and a posterior std of 0.674 against the prior's
-#   0.679. That is **KL collapse**: the posterior has become the prior, and $z$ carries next to
+#   KL of 0.011 nats per step along the episode and a posterior std of 0.560 against the prior's
+#   0.562. That is **KL collapse**: the posterior has become the prior, and $z$ carries next to
 #   nothing about the frame. With 3 free nats the KL stays at 2.5 nats per step (posterior std
-#   0.701, prior 0.839): the first 3 nats cost nothing, so there is nothing to gain by giving them
+#   0.702, prior 0.857): the first 3 nats cost nothing, so there is nothing to gain by giving them
 #   up.
 
 # The picture below: the std of the prior and the posterior along the real episode of section 2,
@@ -714,8 +714,8 @@ plt.show()
 
 # %% [markdown]
 # Not yet: after 400 updates neither run's decoder draws the pendulum. Both reconstructions are
-# the same faint blur at the centre, the average frame, with pixel errors of 0.0033 (free nats 3)
-# and 0.0036 (free nats 0) along the episode. This is the moment section 5 warned about: the
+# the same faint blur at the centre, the average frame, with pixel errors of 0.0034 (free nats 3)
+# and 0.0031 (free nats 0) along the episode. This is the moment section 5 warned about: the
 # decoder is still poor, and without free nats the posterior gave up its information before the
 # reconstruction could use it. The free nats keep those nats available while the decoder learns;
 # lesson 4 trains the whole world model long enough to draw the pendulum.
@@ -768,7 +768,7 @@ plt.show()
 # prior's std (compare the two printed numbers of the first step): each step draws fresh noise. The
 # deterministic $h$ starts identical (spread 0), differs a little after the first step, when each
 # trajectory has fed its own sample into the GRU, and then stays at that level for 40 steps
-# (0.021 with free nats 3, 0.024 with free nats 0, against 0.82 and 0.69 for $z$): after 400
+# (0.027 with free nats 3, 0.019 with free nats 0, against 0.84 and 0.57 for $z$): after 400
 # updates the GRU's state reacts little to which sample it got, so the imagined futures differ
 # mostly by $z$'s fresh noise, not by diverging memories.
 # Lesson 4 trains the whole world model much longer and looks at the same thing in pixels, with
@@ -829,7 +829,7 @@ grid = fig.add_gridspec(2, 1, height_ratios=[1 + copies, 1.6], hspace=0.35)
 strips = grid[0].subgridspec(1 + copies, len(columns), wspace=0.04, hspace=0.06)
 for column, k in enumerate(columns):
     rows = [swing["image"][context + k]] + [
-        ((frames[k, n] + 0.5).clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8) for n in range(copies)]
+        to_uint8(frames[k, n]).cpu().numpy() for n in range(copies)]
     for row, frame in enumerate(rows):
         ax = fig.add_subplot(strips[row, column])
         ax.imshow(frame)
