@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 0: The task and its pixels
 #
-# *Time to run:* ci: 2 s, cpu (2 cores of an Intel Xeon): 2 s, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 2 s, cpu (2 cores): 2 s, gpu: not measured yet (cpu: an Intel Xeon) · Words: the [glossary](GLOSSARY.md).
 #
 # **Dreamer** (Hafner et al. 2020, *Dream to Control*) learns to act from pixels in three loops
 # that run side by side. It learns a **world model** from replayed experience: an encoder turns

@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 1: Encoder and decoder
 #
-# *Time to run:* ci: 9 s, cpu (2 cores of an Intel Xeon): 30 s, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 9 s, cpu (2 cores): 30 s, gpu: not measured yet (cpu: an Intel Xeon) · Words: the [glossary](GLOSSARY.md).
 #
 # The world model touches pixels in exactly two places. The **encoder** turns each frame $o_t$
 # into a vector $e_t$ of 1024 features, which the RSSM's posterior $q(z_t \mid h_t, e_t)$ reads

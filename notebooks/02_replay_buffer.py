@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 2: The replay buffer
 #
-# *Time to run:* ci: 2 s, cpu (2 cores of an Intel Xeon): 2 s, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 2 s, cpu (2 cores): 2 s, gpu: not measured yet (cpu: an Intel Xeon) · Words: the [glossary](GLOSSARY.md).
 #
 # Dreamer keeps every episode it has played and trains the world model on **windows**: B
 # stretches of T consecutive steps, cut from random episodes at random places (the paper and the

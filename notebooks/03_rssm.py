@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 3: The recurrent state-space model (RSSM)
 #
-# *Time to run:* ci: 13 s, cpu (2 cores of an Intel Xeon): 2 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 13 s, cpu (2 cores): 2 min, gpu: not measured yet (cpu: an Intel Xeon) · Words: the [glossary](GLOSSARY.md).
 #
 # The encoder of lesson 1 turns one frame into an embedding $e_t$. A frame alone does not say
 # how fast the pendulum swings, and a world model that imagines the future must carry a memory.

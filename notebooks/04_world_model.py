@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 4: Training the world model
 #
-# *Time to run:* ci: 7 s, cpu (2 cores of an Intel Xeon): 3 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 7 s, cpu (2 cores): 3 min, gpu: not measured yet (cpu: an Intel Xeon) · Words: the [glossary](GLOSSARY.md).
 #
 # Lessons 1-3 built the parts: the encoder and decoder, the replay buffer, the RSSM. Here they
 # become one **world model** trained on real experience, the first half of every Dreamer update

@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 5: Behaviour learning in imagination
 #
-# *Time to run:* ci: 16 s, cpu (2 cores of an Intel Xeon): 2.5 min, gpu: not measured yet · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 16 s, cpu (2 cores): 2.5 min, gpu: not measured yet (cpu: an Intel Xeon) · Words: the [glossary](GLOSSARY.md).
 #
 # Lessons 3 and 4 built a world model that can predict the future from a latent state without
 # looking at the environment. This lesson turns that model into behaviour: Dreamer trains an

@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 7: The imagination debugger
 #
-# *Time to run:* ci: 1 min, cpu (2 cores of an Intel Xeon): 1.5 min, gpu: not measured yet (both on the model that
+# *Time to run:* ci: 1 min, cpu (2 cores): 1.5 min, gpu: not measured yet (cpu: an Intel Xeon; both on the model that
 # ships with the course) · Words: the [glossary](GLOSSARY.md).
 #
 # A Dreamer agent that does not learn rarely crashes: it trains quietly on a world model that

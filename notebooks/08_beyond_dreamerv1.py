@@ -29,7 +29,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 8: Beyond DreamerV1, what DreamerV2 and V3 changed
 #
-# *Time to run:* ci: 30 s, cpu (2 cores of an Intel Xeon): 2 min, gpu: not measured yet ·
+# *Time to run:* ci: 30 s, cpu (2 cores): 2 min, gpu: not measured yet (cpu: an Intel Xeon) ·
 # Words: the [glossary](GLOSSARY.md).
 #
 # DreamerV1 is where the later Dreamers start. DreamerV2 (Hafner et al. 2021, "Mastering Atari
