@@ -19,7 +19,11 @@ from dreamer_lib.config import make_config
 CASES = {"cpu": {}, "imagine_every=2": dict(imagine_every=2), "imagine_every=3": dict(imagine_every=3),
          "imagine_every=4": dict(imagine_every=4),
          "slow critic + return norm.": dict(slow_critic_decay=0.98, return_normalization=True),
-         "kl_balance=0.8": dict(kl_balance=0.8)}
+         "kl_balance=0.8": dict(kl_balance=0.8),
+         "V2 world model (32x32 discrete, kl_balance)": dict(latent_classes=32, stoch_size=32, kl_balance=0.8),
+         "V2 + V3 (lesson 8's all together)": dict(latent_classes=32, stoch_size=32, kl_balance=0.8,
+                                                   free_nats_per_state=True, free_nats=1.0, slow_critic_decay=0.98,
+                                                   return_normalization=True, actor_entropy=3e-4)}
 
 
 def main() -> None:
@@ -50,7 +54,7 @@ def main() -> None:
     base = statistics.median(times["cpu"])
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name:36s} median {median * 1000:6.0f} ms/update   ratio {median / base:.2f}")
+        print(f"{name:44s} median {median * 1000:6.0f} ms/update   ratio {median / base:.2f}")
 
 
 if __name__ == "__main__":

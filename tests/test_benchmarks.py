@@ -63,6 +63,47 @@ def test_diagnose_run_measures_an_agent_on_seeded_episodes():
     assert 0 <= first["saturated"] <= 1 and first["std"] > 0 and first["return"] < 0
 
 
+def test_return_gaps_compare_three_15_step_returns_with_the_real_one():
+    import numpy as np
+    import torch
+    from diagnose_run import return_gaps
+
+    from dreamer_lib.agent import DreamerV1
+    from dreamer_lib.config import make_config
+    from dreamer_lib.envs import make_env, run_episode
+    from dreamer_lib.evaluate import seeded
+    from dreamer_lib.networks import preprocess
+
+    torch.manual_seed(0)
+    config = make_config("ci", horizon=3, gamma=0.9, reward_scale=0.5)
+    agent = DreamerV1(config, action_size=1, device="cpu")
+    episode = run_episode(make_env("pendulum", 2, 40, seed=0), seed=0)  # 21 steps, random actions
+    gaps = return_gaps(agent, episode, seed=7, every=5)
+
+    # The reference: the same random draws (same calls, same order, same seed), the sums as loops.
+    images = torch.as_tensor(episode["image"])[:, None]
+    actions = torch.as_tensor(episode["action"])[:, None]
+    with torch.no_grad(), seeded(7, agent.device):
+        posterior, _ = agent.rssm.rollout_observation(agent.encoder(preprocess(images)), actions,
+                                                      agent.rssm.get_initial_state(1, "cpu"))
+        starts = [0, 5, 10, 15]  # every 5th step with 3 steps after it (21 steps)
+        first = posterior.at((torch.tensor(starts), 0))
+        opened = agent.rssm.rollout_prior(torch.stack([actions[[t + k for t in starts], 0] for k in (1, 2, 3)]), first)
+        imagined, _, _ = agent.rssm.rollout_imagination(first, agent.actor, 3)
+        value = (agent.critic(posterior.features)[:, 0] / 0.5).numpy()
+        model = {name: ((agent.reward(s.features) / 0.5).numpy(), (agent.critic(s.at(-1).features) / 0.5).numpy())
+                 for name, s in (("open gap", opened), ("imag gap", imagined))}
+    expected = {"value gap": [], "open gap": [], "imag gap": []}
+    for i, t in enumerate(starts):
+        real = sum(0.9 ** (k - 1) * episode["reward"][t + k] for k in (1, 2, 3)) + 0.9 ** 3 * value[t + 3]
+        expected["value gap"].append(value[t] - real)
+        for name, (rewards, last_value) in model.items():
+            guess = sum(0.9 ** (k - 1) * rewards[k - 1, i] for k in (1, 2, 3)) + 0.9 ** 3 * last_value[i]
+            expected[name].append(guess - real)
+    for name, values in expected.items():
+        assert gaps[name] == pytest.approx(np.mean(values), rel=1e-4, abs=1e-4), name
+
+
 def test_upright_finds_the_step_from_which_the_pole_stays_up():
     import types
 
