@@ -163,13 +163,22 @@ def main() -> None:
         writer = csv.DictWriter(f, ["env_frames", *COLUMNS])
         writer.writeheader()
         writer.writerows(table)
-    fig, axes = plt.subplots(3, 6, figsize=(19, 8))
-    for ax, column in zip(axes.flat, COLUMNS):
-        ax.plot([r["env_frames"] for r in table], [r[column] for r in table], marker="o")
-        ax.set_title(column, fontsize=10)
+    # One panel per measurement; the three policies' returns share one, the three gaps another.
+    panels = [("return: mode, samples, mean action", COLUMNS[:3]), *((c, (c,)) for c in COLUMNS[3:-3]),
+              ("15-step return overrated by (0: exact)", COLUMNS[-3:])]
+    fig, axes = plt.subplots(2, 6, figsize=(19, 6))
+    frames = [r["env_frames"] for r in table]
+    for ax, (title, columns) in zip(axes.flat, panels):
+        for column in columns:
+            ax.plot(frames, [r[column] for r in table], marker="o", label={"return": "mode"}.get(column, column))
+        if len(columns) > 1:
+            ax.legend(fontsize=8)
+        if title.startswith("15-step"):
+            ax.axhline(0, color="k", lw=0.8)
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("env frames", fontsize=9)
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(COLUMNS):]:
+    for ax in axes.flat[len(panels):]:
         ax.axis("off")
     fig.suptitle(f"{args.run}: {args.episodes} seeded eval episodes per checkpoint", fontsize=10)
     fig.tight_layout()
