@@ -20,12 +20,14 @@ Columns, averaged over the episodes (rewards and values in env units, per agent 
   open err      |predicted - real reward| of the open-loop prior, `start + 1` to `start + 15`
   pix post/open mean squared pixel error of the posterior reconstruction / open-loop frames
   kl            KL(posterior || prior) per step, nats
-  value gap, open gap, imag gap: how far three estimates of the 15-step return from a state
-                (sum of gamma^(k-1) r_{t+k} for k = 1..15, plus gamma^15 times the critic's value at
-                step t + 15) lie above the real one (the episode's rewards, the critic's value of the
-                posterior state at t + 15), averaged over every 5th step t: the critic's value of the
-                posterior state (value), the prior fed the episode's own actions (open), and the
-                actor's own imagination, as the actor learns from it (imag). Positive = optimistic.
+  value gap, open gap, imag gap: on the episodes of the actor's samples (the policy the critic
+                values and the imagination plays), how far three estimates of the 15-step return
+                from a state (sum of gamma^(k-1) r_{t+k} for k = 1..15, plus gamma^15 times the
+                critic's value at step t + 15) lie above the real one (the episode's rewards, the
+                critic's value of the posterior state at t + 15), averaged over every 5th step t:
+                the critic's value of the posterior state (value), the prior fed the episode's own
+                actions (open), and the actor's own imagination, as the actor learns from it
+                (imag). Positive = optimistic.
 Writes RUN/diagnosis.csv and RUN/diagnosis.png (each column against env frames).
 """
 from __future__ import annotations
@@ -117,14 +119,14 @@ def measure(agent, env, episodes: int, start: int, seed: int = 123) -> dict[str,
         others = {}
         for name, choose in POLICIES.items():
             with seeded(seed + i, agent.device):
-                others[name] = run_episode(env, acting(agent, choose), agent.initial_policy_state(),
-                                           seed=seed + i)["reward"].sum()
+                others[name] = run_episode(env, acting(agent, choose), agent.initial_policy_state(), seed=seed + i)
+        sampled = others["sampled return"]  # the policy the critic values and the imagination plays
         t = debug_episode(agent, episode, start=start, seed=seed + i)
         reward, opened = t["reward"][1:], slice(start + 1, start + 1 + agent.config.horizon)
         upright = reward > -0.5
         rows.append({
             "return": reward.sum(),
-            **others,
+            **{name: other["reward"].sum() for name, other in others.items()},
             "saturated": (np.abs(episode["action"][1:]) > 0.95).mean(),
             "std": np.median(t["policy_std"]),
             "value": t["value"][0],
@@ -134,7 +136,7 @@ def measure(agent, env, episodes: int, start: int, seed: int = 123) -> dict[str,
             "pix post": t["error_posterior"].mean(),
             "pix open": t["error_open_loop"][opened].mean(),
             "kl": t["kl"][1:].mean(),
-            **return_gaps(agent, episode, seed=seed + i),
+            **return_gaps(agent, sampled, seed=seed + i),
         })
     means = {}
     for key in COLUMNS:  # upright err is NaN for an episode that never got the pole up
