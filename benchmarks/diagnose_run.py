@@ -65,7 +65,6 @@ def return_gaps(agent, episode: dict, seed: int, every: int = 5) -> dict[str, fl
     """The value, open and imag gaps of the docstring for one episode (env reward units)."""
     import torch
 
-    from dreamer_lib.evaluate import seeded
     from dreamer_lib.networks import preprocess
 
     config, device, horizon = agent.config, agent.device, agent.config.horizon
@@ -107,26 +106,24 @@ def acting(agent, choose):
     return policy
 
 
-POLICIES = {"sampled return": lambda dist: dist.rsample(), "mean-action return": lambda dist: dist.rsample((100,)).mean(0)}
+POLICIES = {"return": lambda dist: dist.mode(), "sampled return": lambda dist: dist.rsample(),
+            "mean-action return": lambda dist: dist.rsample((100,)).mean(0)}
 
 
 def measure(agent, env, episodes: int, start: int, seed: int = 123) -> dict[str, float]:
     rows = []
     for i in range(episodes):
-        with seeded(seed + i, agent.device):
-            episode = run_episode(env, lambda image, state: agent.policy(image, state, explore=False),
-                                  agent.initial_policy_state(), seed=seed + i)
-        others = {}
+        played = {}
         for name, choose in POLICIES.items():
             with seeded(seed + i, agent.device):
-                others[name] = run_episode(env, acting(agent, choose), agent.initial_policy_state(), seed=seed + i)
-        sampled = others["sampled return"]  # the policy the critic values and the imagination plays
+                played[name] = run_episode(env, acting(agent, choose), agent.initial_policy_state(), seed=seed + i)
+        episode = played["return"]  # the mode's, as the evaluation plays
+        sampled = played["sampled return"]  # the policy the critic values and the imagination plays
         t = debug_episode(agent, episode, start=start, seed=seed + i)
         reward, opened = t["reward"][1:], slice(start + 1, start + 1 + agent.config.horizon)
         upright = reward > -0.5
         rows.append({
-            "return": reward.sum(),
-            **{name: other["reward"].sum() for name, other in others.items()},
+            **{name: other["reward"].sum() for name, other in played.items()},
             "saturated": (np.abs(episode["action"][1:]) > 0.95).mean(),
             "std": np.median(t["policy_std"]),
             "value": t["value"][0],
