@@ -857,16 +857,17 @@ ax.legend(fontsize=9)
 plt.show()
 
 # %% [markdown]
-# Read the strip first. The real pendulum is swung up by step 14 and held there. All three
-# imagined copies start where the real one does and follow it for a few steps; then each one
-# leaves it at its own time (copy 3 holds the top longest, to about step 22) and swings on its
-# own course, though all three receive the same torques as the real one.
+# Read the strip first. In this episode (collected with exploration noise) the real pendulum
+# swings back and forth several times and is up from step 38 on. The three imagined copies start
+# where the real one does and follow it for a few steps (at step 14 copies 2 and 3 hang down with
+# it, copy 1 is already off); by step 18 each one is on its own course, though all three receive
+# the same torques as the real one.
 #
-# The numbers say the same. $h$'s spread grows from 0 to 0.113 after 5 imagined steps and 0.246
-# after 10, where the 400-update models' stayed near 0.02. The pixel error of the imagined frames
-# grows with it, from 0.0007 at the first step to 0.0047 after 10 steps. After that both level off
-# (0.266 and 0.0053 after 20 steps), once the copies have spread over the states the pendulum can
-# be in. This is
+# The numbers say the same. $h$'s spread grows from 0 to 0.039 after 5 imagined steps and 0.066
+# after 10, then faster, to 0.235 after 20, where the 400-update models' stayed near 0.02. The
+# pixel error of the imagined frames grows from 0.0008 at the first step to 0.0038 after 5 steps
+# (with a dip to 0.0026 after 10) and stays near 0.0055 from step 25 on (0.0053 after 20 steps,
+# 0.0057 after 40), once the copies have spread over the states the pendulum can be in. This is
 # **compounding**: a different sample of $z$ changes $h$, the changed $h$ changes the next prior
 # and the next sample, and the differences feed on themselves. On Pendulum they grow fast, since a
 # pole held at the top is unstable: a small difference in its angle, given the same torques,

@@ -29,8 +29,8 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # # Lesson 7: The imagination debugger
 #
-# *Time to run:* ci: 1 min, cpu (2 cores): 1.5 min, gpu: not measured yet (cpu: an Intel Xeon; both on the model that
-# ships with the course) · Words: the [glossary](GLOSSARY.md).
+# *Time to run:* ci: 1 min, cpu (2 cores): 1.5 min, gpu: not measured yet (cpu: an Intel Xeon, debugging lesson
+# 6's run) · Words: the [glossary](GLOSSARY.md).
 #
 # A Dreamer agent that does not learn rarely crashes: it trains quietly on a world model that
 # is wrong in some way, and the actor optimises the wrong dream. The losses alone seldom say
@@ -321,18 +321,18 @@ plt.show()
 #   long enough, this is the road to KL collapse, a posterior that has become the prior; these
 #   updates do not get there: the posterior's std stays below the prior's, as in the control,
 #   and `post err` barely moves. The fix: the free nats (or a smaller `kl_scale`).
-# - **`free_nats=100`**. Largest symptom: `KL end`, many times the control's and far above its own
-#   `KL first`: the KL climbs (the row's last plot). Below the clamp the KL term is a constant and
-#   sends no gradient, so nothing holds the posterior near the prior: trained by the
-#   reconstruction alone, it narrows (`post std` far below the control's, `prior std` about the
-#   same) and takes more from each frame. Its reconstructions are no worse (`post err`, `loss
-#   end`): a healthy image loss does not clear this setting. What it puts at risk is the prior,
+# - **`free_nats=100`**. Largest symptom: `KL end`, nearly three times the control's and twice its
+#   own `KL first`: the KL climbs (the row's last plot). Below the clamp the KL term is a constant
+#   and sends no gradient, so nothing holds the posterior near the prior: trained by the
+#   reconstruction alone, it narrows (`post std` below the control's, `prior std` about the same)
+#   and takes more from each frame. Its reconstructions are hardly worse (`post err`, `loss end`):
+#   a healthy image loss does not clear this setting. What it puts at risk is the prior,
 #   which nothing trains any longer. Its `open err` is above the control's here, but so are those
 #   of `free_nats=0` and `KL reversed`, whose priors are trained: read `open err` for large
 #   differences only. It is one sampled future over 10 steps, and sampled futures part from the
 #   real one within about that many steps (lesson 3), so it varies by chance: the control's own
 #   is the lowest in this table, and the mystery's control below (the same checkpoint, another
-#   seed's batches) has about three times as much.
+#   seed's batches, another episode) has less than any row here.
 # - **KL reversed**. Largest symptom: `KL first`, many times the control's, logged at the first
 #   update before any training step, so the setting cannot have acted through training: the
 #   number itself is another one, KL(prior || posterior) for the same two Gaussians. For a
@@ -341,10 +341,10 @@ plt.show()
 #   pulls the posterior as wide as the prior: this row's `post std` ends equal to its own
 #   `prior std`, where the control's posterior stays narrower. Check the argument order against
 #   lesson 3: `kl_loss(posterior, prior)`.
-# - **`model_lr=6e-3`**. Largest symptom: `post std` and `prior std`, both several times the
+# - **`model_lr=6e-3`**. Largest symptom: `post std` and `prior std`, both tens of times the
 #   control's: ten times larger steps threw the two Gaussians' widths far from where training
-#   had put them. With them, `post err` is several times the control's (the reconstructions got
-#   worse), and `loss max` spikes far above the control's. The fix: the paper's 6e-4, gradient
+#   had put them. With them, `post err` is about ten times the control's (this row's posterior
+#   frame above draws no pendulum at all), and `loss max` spikes far above the control's. The fix: the paper's 6e-4, gradient
 #   clipping (100), and a check for NaN (the trainer stops with a message if a loss becomes NaN
 #   or inf).
 
@@ -592,11 +592,11 @@ plt.show()
 # 1,400 updates; one never did: at 50k frames its actor's pre-tanh mean was about 4.9 with std
 # 0.02 on the replay states, i.e. always the same torque
 # (`benchmarks/results/pendulum_cpu_3seeds_2026-11-24.txt`; the `actor_grad_norm` column of the
-# `pendulum_cpu_2026-11-24_seed*_metrics.csv` files beside it). Hence the `cpu` preset's
-# `actor_entropy=0.01`, a documented deviation (the paper preset keeps 0). To see it for
-# yourself (under an hour on a 2-core CPU): `dreamer-train --actor-entropy 0 --seed 0`, then load
-# that run here. On the run you loaded, where do the actor's pre-tanh means lie, and what did
-# training log?
+# `pendulum_cpu_2026-11-24_seed*_metrics.csv` files beside it). Hence the `cpu` preset's entropy
+# bonus, `actor_entropy=0.003`, a documented deviation (the paper preset keeps 0;
+# docs/provenance.md says why this weight). To see the failure for yourself (under an hour on a
+# 2-core CPU): `dreamer-train --actor-entropy 0 --seed 0`, then load that run here. On the run
+# you loaded, where do the actor's pre-tanh means lie, and what did training log?
 
 # %%
 rows = CSVLog(RUN / "metrics.csv").read()
@@ -635,10 +635,10 @@ plt.show()
 # - Diagnose by comparison: train a control on the same batches and print, next to it, the
 #   number each diagnosis rests on. The section-3 table's rows, each with its largest symptom:
 #   a KL end well below the control's (free nats off: the KL is penalised everywhere); a KL that
-#   climbs many times above the control's while the posterior narrows (free nats too large:
+#   climbs far above the control's while the posterior narrows (free nats too large:
 #   nothing holds the posterior to the prior, nothing trains the prior); a KL that differs from
 #   the control's at the very first update, before any step, and a posterior as wide as the prior
-#   (the KL's direction); posterior and prior stds several times the control's, worse
+#   (the KL's direction); posterior and prior stds tens of times the control's, worse
 #   reconstructions and a spike in the loss (a learning rate ten times too large).
 # - A policy that does not improve while the model is good has other causes, each with its own
 #   measurement in section 4: the horizon (how much of the actor's gradient comes through the

@@ -218,10 +218,10 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# After these few updates most variables pick the same class at every step (rows of one colour)
-# and a few switch class along the episode (rows whose colour changes): the code has begun to
-# depend on the frames, no more. The printed mean probability of the most likely class says the
-# same, above the uniform 1/32 but far from 1. The right panel is one step's 32 x 32
+# After these few updates a few variables keep one class along the whole episode (rows of one
+# colour), most switch class along it, and at some steps many switch together (vertical streaks):
+# the code has begun to depend on the frames, no more. The printed mean probability of the most
+# likely class says the same, above the uniform 1/32 but far from 1. The right panel is one step's 32 x 32
 # probabilities, each row summing to 1, still spread out. A full run trains the discrete model
 # for thousands of updates (section 5).
 #
@@ -360,16 +360,17 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# On this episode the mean KL is above 3 nats, so the paper's clamp gives every state its KL
-# gradient. Clamped per state at the same 3 nats, the states below the line (grey) lose theirs.
-# At V3's 1 nat, every state of this episode is above the line, so V3's clamp changes nothing
-# here; it matters for a model whose prior already explains many states well.
+# On this episode the mean KL is below 3 nats, so the paper's clamp gives no state a KL gradient:
+# on this batch the KL term trains neither the prior nor the posterior. Clamped per state at the
+# same 3 nats, the states above the line (red: the first steps, and the frames the prior did not
+# expect) keep theirs. At V3's 1 nat, every state of this episode is above the line and keeps its
+# gradient, where the paper's clamp gave none.
 
 # %% [markdown]
 # ## 3. Returns on any scale: DreamerV3's return normalisation
 #
 # The actor maximises the lambda-returns (lesson 5) plus, in this course's `cpu` preset, an
-# entropy bonus of weight 0.01. How much 0.01 weighs depends on the returns' scale: Pendulum's
+# entropy bonus of weight 0.003. How much 0.003 weighs depends on the returns' scale: Pendulum's
 # rewards lie in [-16.3, 0] per frame, DeepMind Control's in [0, 1], Atari's anywhere. That is
 # why the `cpu` preset multiplies Pendulum's rewards by 0.1 (docs/provenance.md). DreamerV3
 # divides the returns the actor sees by
@@ -466,8 +467,9 @@ for n in sorted({min(10, batches), min(100, batches), batches}):
     print(f"after {n:3d} batches: low {history[n - 1, 1]:6.2f}, high {history[n - 1, 2]:6.2f}, scale {history[n - 1, 0]:.2f}"
           f"  (weight on the data: {1 - 0.99 ** n:.0%})")
 S = history[-1, 0]
+CPU_ENTROPY = make_config("cpu").actor_entropy
 print(f"dividing the returns by S = {S:.2f} weighs an entropy bonus as multiplying it by S would without the division: "
-      f"the cpu preset's 0.01 would act as {0.01 * S:.3f}, DreamerV3's 3e-4 as {3e-4 * S:.4f}")
+      f"the cpu preset's {CPU_ENTROPY} would act as {CPU_ENTROPY * S:.3f}, DreamerV3's 3e-4 as {3e-4 * S:.4f}")
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 2.6))
@@ -485,8 +487,8 @@ plt.show()
 # With return normalisation, the actor's returns are divided by $S$, and the entropy bonus is
 # not: the bonus's weight relative to the returns grows by the factor $S$ (the last line above).
 # DreamerV3 pairs the normalisation with an entropy weight of $3 \cdot 10^{-4}$, and section 5's
-# V3 arm does the same; with the `cpu` preset's 0.01 the bonus would weigh many times more than it
-# does in the preset.
+# V3 arm does the same; with the `cpu` preset's 0.003 the bonus would weigh many times more than
+# it does in the preset.
 #
 # ## 4. A slow critic
 #
@@ -566,7 +568,7 @@ plt.show()
 # The command for one arm, e.g. the V2 world model:
 # `python benchmarks/learn.py --preset cpu --seeds 0 1 2 --total-frames 50000 --eval-episodes 20
 # --root runs/ablation/v2 --latent-classes 32 --stoch-size 32 --kl-balance 0.8`. The V1 arm is
-# issue 24's baseline of the `cpu` preset, 5 seeds under this same protocol (docs/results.md).
+# the `cpu` preset's 5 seeds of issue 24, under this same protocol (docs/results.md).
 # The cell below reads the per-seed curves from `benchmarks/results/`, draws whichever arms are
 # there, and prints each seed's mean over its last 3 evaluations (40k, 45k, 50k).
 
@@ -577,7 +579,8 @@ import pathlib
 import dreamer_lib
 
 RESULTS = pathlib.Path(dreamer_lib.__file__).resolve().parent.parent / "benchmarks" / "results"
-ARMS = {"V1": "20ep", "V2 world model": "ablation-v2", "V3 behaviour": "ablation-v3", "all together": "ablation-all"}
+ARMS = {"V1": "alr4e-5-ent0003-ie4", "V2 world model": "ablation-v2", "V3 behaviour": "ablation-v3",
+        "all together": "ablation-all"}
 curves = {}
 for arm, name in ARMS.items():
     for path in sorted(RESULTS.glob(f"pendulum_cpu-{name}_*_seed*_eval.csv")) if RESULTS.exists() else []:
@@ -604,12 +607,10 @@ if curves:
     plt.show()
 
 # %% [markdown]
-# What the committed run shows, so far with two of the four arms: the V3 behaviour changes (2
-# seeds) did not learn faster than V1 (5 seeds); they were below V1's best seeds from 15k to 30k
-# frames and ended with last-3 means of -293 and -337 against V1's -203 to -387 (-258 over
-# its seeds). V1's one fall, to -703 at 50k, has no counterpart in these two V3 seeds. Two
-# seeds cannot say whether that is the slow critic's doing; the V2 and all-together arms are not
-# measured yet.
+# What the committed run shows: only the V1 arm, the `cpu` preset's 5 seeds, whose last-3 means
+# lie between -191 and -276. The V2, V3 and all-together arms have not been trained on this
+# preset yet, so this page cannot compare them; the cell draws each arm as soon as its CSVs are in
+# `benchmarks/results/`. (V3's behaviour flags on the preset before it, 2 seeds: docs/results.md.)
 #
 # ## Summary
 #
