@@ -603,11 +603,11 @@ plt.show()
 # How to read it: each row starts at a real frame; the frames to its right were never observed,
 # the world model dreamt them while the actor chose the torques. After this short training on
 # random play (CPU scale), the dreamt pendulum keeps swinging with plausible physics, and the
-# predicted reward follows the angle: in the committed run about -20 to -23 where the dreamt pole
-# hangs down and about -5 to -10 where it swings out towards horizontal (Pendulum pays -19.7 per step,
-# two frames, hanging still at the bottom, about -5 plus a velocity term at horizontal and 0
-# balanced upright). The value, a discounted sum of about a hundred such rewards, lies between
-# -1,180 and -1,334. The actor has had only 300 full updates, so it has not yet learned to swing
+# predicted reward follows the angle: in the committed run about -15 to -22 where the dreamt pole
+# hangs down and about -9 to -13 where it swings out towards horizontal (the first row, +8 to +11;
+# Pendulum pays -19.7 per step, two frames, hanging still at the bottom, about -5 plus a velocity
+# term at horizontal and 0 balanced upright). The value, a discounted sum of about a hundred such
+# rewards, lies between -1,181 and -1,332. The actor has had only 300 full updates, so it has not yet learned to swing
 # up. (At the ci scale nothing is trained and the
 # frames are noise.) The picture shows the mechanism: a real state in, an imagined trajectory
 # out, with a reward and a value at every step, all differentiable, which is everything
