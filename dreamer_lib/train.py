@@ -82,10 +82,11 @@ class Trainer:
                 if self.evaluation_due(finished) and not self.stop_requested:
                     self.evaluate_and_draw()  # with generators of its own: stopped or not, training is unchanged
                 self.save_checkpoint()
-                if finished or self.stop_requested or not self.collect():
-                    break  # an episode cut short by a stop is dropped: the checkpoint before it stands
+                # After the phase and the evaluation, so the bar's last line shows the run's last ones.
                 bar.set_postfix(self.postfix, refresh=False)
                 bar.update(min(self.env_frames, c.total_frames) - bar.n)
+                if finished or self.stop_requested or not self.collect():
+                    break  # an episode cut short by a stop is dropped: the checkpoint before it stands
         except OSError as error:
             raise write_fault(self.logdir, error) from None
         finally:
@@ -124,7 +125,7 @@ class Trainer:
                **{k: round(v, 4) for k, v in means.items()}}
         self.folder.metrics.write(row)
         self.folder.tensorboard.scalars("train", row, self.env_frames)
-        self.postfix.update(model=f"{means['model_loss']:.0f}", actor=f"{means['actor_loss']:.2f}")
+        self.postfix.update(upd=self.updates, model=f"{means['model_loss']:.0f}", actor=f"{means['actor_loss']:.2f}")
 
     def collect(self) -> bool:
         """One training episode: random actions during the prefill, then the actor with exploration
@@ -145,7 +146,7 @@ class Trainer:
                                   f"{self.env_frames} env frames. The checkpoint before it stands.") from None
         self.last_return = float(episode["reward"].sum())
         self.last_fps = (self.env_frames - frames) / max(time.time() - start, 1e-9)
-        self.postfix.update(ret=f"{self.last_return:.0f}", upd=self.updates, env_fps=f"{self.last_fps:.0f}")
+        self.postfix.update(ret=f"{self.last_return:.0f}", env_fps=f"{self.last_fps:.0f}")
         return True
 
     def evaluation_due(self, finished: bool) -> bool:

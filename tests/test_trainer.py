@@ -477,3 +477,16 @@ def test_preset_sets_the_defaults_and_flags_override_them():
     args = cli.parse_train_args(["--preset", "cpu", "--free-nats", "1", "--no-fast"])
     assert (args.config.preset, args.config.cnn_depth, args.config.free_nats, args.config.fast) == ("cpu", 8, 1.0, False)
     assert cli.parse_train_args(["--test"]).config.preset == "ci"
+
+
+def test_the_progress_bar_ends_on_the_last_updates_and_evaluation(tmp_path, capsys):
+    """The bar's last line is what a learner reads when a run ends: it must show the last phase's
+    update count and the last evaluation, not those of the pass before."""
+    config = make_config("ci")
+    rows = Trainer(config, tmp_path / "run", progress=True).run()
+    last_line = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert f"{config.total_frames}/{config.total_frames}" in last_line
+    assert f"upd={updates_due(config.total_frames, config)}," in last_line
+    last = rows[-1]
+    assert int(last["env_frames"]) == config.total_frames
+    assert f"eval={float(last['return_mean']):.0f}±{float(last['return_std']):.0f}" in last_line
