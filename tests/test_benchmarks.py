@@ -132,3 +132,15 @@ def test_upright_finds_the_step_from_which_the_pole_stays_up():
     assert share == 2 / 3  # the second half, steps 3-5
     angles[-1] = 0.5
     assert play(agent, ScriptedEnv(), seed=0, degrees=20)[1] is None  # down at the end: never up for good
+
+
+def test_reward_fit_bins_the_absolute_error_by_the_real_reward():
+    import numpy as np
+    from reward_fit import errors_by_size
+
+    real = np.array([-25.0, -15.0, -12.0, -1.0, -0.5])
+    predicted = np.array([-24.0, -17.0, -12.5, -1.0, -0.1])
+    rows = errors_by_size(real, predicted, bins=(-np.inf, -20.0, -10.0, -2.0, np.inf))
+    # [-inf, -20): |1|; [-20, -10): (2 + 0.5) / 2; [-10, -2): none; [-2, inf): (0 + 0.4) / 2
+    assert [(steps, round(mean, 6)) for _, _, steps, mean in rows] == [(1, 1.0), (2, 1.25), (2, 0.2)]
+    assert [(low, high) for low, high, _, _ in rows] == [(-np.inf, -20.0), (-20.0, -10.0), (-2.0, np.inf)]
