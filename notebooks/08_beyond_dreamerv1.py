@@ -612,9 +612,12 @@ if curves:
     plt.show()
 
 # %% [markdown]
-# What the committed run shows: only the V1 arm, the `cpu` preset's 5 seeds, whose last-3 means
-# lie between -191 and -276. The V2, V3 and all-together arms have not been trained on this
-# preset yet, so this page cannot compare them; the cell draws each arm as soon as its CSVs are in
+# What the committed run shows, with two of the four arms: V1, the `cpu` preset's 5 seeds, whose
+# last-3 means lie between -191 and -276; and 2 of the V2 world model's 3 seeds, which disagree.
+# V2's seed 1 learned earlier than any V1 seed (-265 at 15k env frames, where V1's best was -469)
+# and held (last 3: -213); its seed 0 ended at -638, below every V1 seed. Two seeds cannot say
+# whether the discrete latent helps or hurts on this task. The V3 and all-together arms have not
+# been trained on this preset yet; the cell draws each arm as soon as its CSVs are in
 # `benchmarks/results/`. (V3's behaviour flags on the preset before it, 2 seeds: docs/results.md.)
 #
 # ## Summary
