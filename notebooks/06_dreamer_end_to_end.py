@@ -190,7 +190,7 @@ print(source[source.index("        latent, prev_action"):])
 # (or lose the kernel) and run it again, and the run continues exactly as if it had never stopped. The progress bar shows
 # env frames, the last training episode's return, the updates so far and the latest evaluation.
 #
-# On the CPU scale this cell trains 50,000 env frames with 5,000 updates in fp32: 29 minutes on
+# On the CPU scale this cell trains 50,000 env frames with 5,000 updates in fp32: 21 minutes on
 # a 2-core Xeon in the committed run (the cell prints its own time); at
 # the ci scale it only proves that the loop runs. The run folder is `lesson6` (at the ci scale
 # `lesson6-ci`, so that a quick check never mixes with a real run) inside `runs_dir()`, the one
