@@ -5,8 +5,8 @@ config.fast on (the default):
   - autocast to bf16 on a CUDA GPU that has it (distributions and losses stay fp32); on the CPU
     only when asked (`--precision bf16`): even with AVX512-BF16 units it was slower than fp32 for
     the cpu preset's update (docs/results.md, speed);
-  - channels-last convolutions on CUDA and with bf16 (in fp32 on the CPU they were no faster, and
-    slower on AVX2 CPUs and at some conv depths, so fp32 CPU updates stay plain);
+  - channels-last convolutions on CUDA, with bf16, and in fp32 on AVX512 CPUs (there the cpu
+    preset's update costs 0.92x; on AVX2 CPUs they measured slower, so updates there stay plain);
   - fused Adam on CUDA;
   - torch.compile of the update on CUDA (on the CPU it bought 1.08x for minutes of compiling).
 tests/test_fast_path.py checks the fast path against the plain eager fp32 one.
@@ -49,8 +49,10 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 
 def use_channels_last(config: Config, device: torch.device, precision: torch.dtype) -> bool:
-    # Faster with bf16 on a CPU with bf16 units; in fp32 on the CPU no faster or slower (docs/results.md).
-    return config.fast and (device.type == "cuda" or precision == torch.bfloat16)
+    # Measured faster on CUDA, with bf16, and on AVX512 CPUs in fp32, where the transposed convs
+    # of the decoder gain most; slower on AVX2 CPUs in fp32 (docs/results.md).
+    avx512 = torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+    return config.fast and (device.type == "cuda" or precision == torch.bfloat16 or avx512)
 
 
 def adam(params, lr: float, eps: float, config: Config, device: torch.device) -> torch.optim.Adam:
