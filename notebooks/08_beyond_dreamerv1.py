@@ -574,51 +574,108 @@ plt.show()
 # `python benchmarks/learn.py --preset cpu --seeds 0 1 2 --total-frames 50000 --eval-episodes 20
 # --root runs/ablation/v2 --latent-classes 32 --stoch-size 32 --kl-balance 0.8`. The V1 arm is
 # the `cpu` preset's 5 seeds of issue 24, under this same protocol (docs/results.md).
-# The cell below reads the per-seed curves from `benchmarks/results/`, draws whichever arms are
-# there, and prints each seed's mean over its last 3 evaluations (40k, 45k, 50k).
+# The cell below reads the per-seed curves from `benchmarks/results/`, times one update of each
+# arm on this machine, and prints for each arm, over seeds 0-2: the first evaluation where their
+# mean return reaches -250 (with the updates by then), each seed's mean over its last 3
+# evaluations (40k, 45k, 50k), and the ms per update. It draws the arms side by side: each
+# seed a thin line, the mean of seeds 0-2 in black.
 
 # %%
 import csv
 import pathlib
+import time
 
 import dreamer_lib
+from dreamer_lib.buffer import random_batch
 
 RESULTS = pathlib.Path(dreamer_lib.__file__).resolve().parent.parent / "benchmarks" / "results"
-ARMS = {"V1": "alr4e-5-ent0003-ie4", "V2 world model": "ablation-v2", "V3 behaviour": "ablation-v3",
-        "all together": "ablation-all"}
-curves = {}
-for arm, name in ARMS.items():
+V2 = dict(latent_classes=32, stoch_size=32, kl_balance=0.8)
+V3 = dict(return_normalization=True, actor_entropy=3e-4, slow_critic_decay=0.98)
+ARMS = {"V1": ("alr4e-5-ent0003-ie4", {}), "V2 world model": ("ablation-v2", V2),
+        "V3 behaviour": ("ablation-v3", V3),
+        "all together": ("ablation-all", {**V2, **V3, "free_nats_per_state": True, "free_nats": 1.0})}
+SEEDS = (0, 1, 2)  # the seeds every arm runs; V1 has two more, drawn but not in the table
+curves = {}  # arm -> {seed: (env frames, updates, eval returns)}
+for arm, (name, _) in ARMS.items():
     for path in sorted(RESULTS.glob(f"pendulum_cpu-{name}_*_seed*_eval.csv")) if RESULTS.exists() else []:
         with path.open() as f:
             rows = list(csv.DictReader(f))
-        curves.setdefault(arm, []).append(([int(r["env_frames"]) for r in rows], [float(r["return_mean"]) for r in rows]))
-missing = [arm for arm in ARMS if arm not in curves]
-print("arms measured:", ", ".join(f"{arm} ({len(c)} seeds)" for arm, c in curves.items()) or "none")
-if missing:
-    print("not measured yet:", ", ".join(missing), "(run the commands above; benchmarks/learn.py writes the CSVs)")
-for arm, seeds in curves.items():
-    last3 = [sum(values[-3:]) / 3 for _, values in seeds]
-    print(f"{arm:>15}: mean of the last 3 evaluations per seed {', '.join(f'{v:.0f}' for v in last3)} "
-          f"| over the seeds {sum(last3) / len(last3):.0f}")
-if curves:
-    fig, ax = plt.subplots(figsize=(7, 3))
-    for i, (arm, seeds) in enumerate(curves.items()):
-        for j, (frames, values) in enumerate(seeds):
-            ax.plot(frames, values, color=f"C{i}", alpha=0.8, label=arm if j == 0 else None)
+        seed = int(path.name.split("_seed")[1].split("_")[0])
+        curves.setdefault(arm, {})[seed] = tuple(np.array([float(r[k]) for r in rows])
+                                                 for k in ("env_frames", "updates", "return_mean"))
+
+# ms per update of each arm, timed here: alternating rounds on one random batch, so a busy
+# machine slows every arm alike (benchmarks/update_cost.py does the same at more rounds).
+preset, rounds = scale.pick(gpu="cpu", cpu="cpu", ci="ci"), scale.pick(gpu=5, cpu=5, ci=1)
+timed = {}
+for arm, (_, flags) in ARMS.items():
+    config = make_config(preset, device=scale.device.type, **flags)
+    torch.manual_seed(0)
+    timed[arm] = (DreamerV1(config, 1), random_batch(config.batch_size, config.seq_len, 1))
+    for _ in range(2):  # warm-up: the first updates also build the convolutions' kernels
+        timed[arm][0].update(timed[arm][1])
+ms = {arm: [] for arm in ARMS}
+for _ in range(rounds):
+    for arm, (agent, batch) in timed.items():
+        started = time.perf_counter()
+        agent.update(batch)
+        ms[arm].append(1000 * (time.perf_counter() - started))
+del timed
+
+print(f"{'arm':>15} | seeds | first mean >= -250 (updates) | last-3 mean per seed | over seeds | "
+      f"ms/update ({preset} preset, here)")
+for arm in ARMS:
+    seeds = curves.get(arm, {})
+    common = [seed for seed in SEEDS if seed in seeds]
+    cells = ["not measured yet", "", ""]
+    if common:
+        frames, updates = seeds[common[0]][0], seeds[common[0]][1]
+        mean = np.mean([seeds[seed][2] for seed in common], axis=0)
+        reached = np.flatnonzero(mean >= -250)
+        last3 = [seeds[seed][2][-3:].mean() for seed in common]
+        cells = [f"{frames[reached[0]]:.0f} env frames ({updates[reached[0]]:.0f})" if len(reached) else "never",
+                 ", ".join(f"{v:.0f}" for v in last3), f"{np.mean(last3):.0f}"]
+    print(f"{arm:>15} | {len(common)} of {len(SEEDS)} | {cells[0]:>28} | {cells[1]:>20} | {cells[2]:>10} | "
+          f"{np.median(ms[arm]):.0f}")
+
+fig, axes = plt.subplots(1, len(ARMS), figsize=(12, 3), sharey=True)
+for ax, (i, arm) in zip(axes, enumerate(ARMS)):
+    seeds = curves.get(arm, {})
+    for seed, (frames, _, returns) in sorted(seeds.items()):
+        ax.plot(frames, returns, color=f"C{i}", lw=1, alpha=0.6 if seed in SEEDS else 0.25)
+    common = [seed for seed in SEEDS if seed in seeds]
+    if common:
+        ax.plot(seeds[common[0]][0], np.mean([seeds[seed][2] for seed in common], axis=0), color="k", lw=2,
+                label=f"mean of seeds {', '.join(map(str, common))}")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.axhline(-250, color="gray", ls="--", lw=0.8)
+    ax.set_xlim(0, 52_000)
+    ax.set_xticks([0, 25_000, 50_000], ["0", "25k", "50k"])
+    ax.set_title(f"{arm} ({len(seeds)} seeds)" if seeds else f"{arm}: not measured yet", fontsize=9)
     ax.set_xlabel("env frames")
-    ax.set_ylabel("eval return (20 episodes)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    plt.show()
+axes[0].set_ylabel("eval return (20 episodes)")
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
-# What the committed run shows, with two of the four arms: V1, the `cpu` preset's 5 seeds, whose
-# last-3 means lie between -191 and -276; and 2 of the V2 world model's 3 seeds, which disagree.
-# V2's seed 1 learned earlier than any V1 seed (-265 at 15k env frames, where V1's best was -469)
-# and held (last 3: -213); its seed 0 ended at -638, below every V1 seed. Two seeds cannot say
-# whether the discrete latent helps or hurts on this task. The V3 and all-together arms have not
-# been trained on this preset yet; the cell draws each arm as soon as its CSVs are in
-# `benchmarks/results/`. (V3's behaviour flags on the preset before it, 2 seeds: docs/results.md.)
+# What the committed run shows, with three of the four arms: V1's 5 seeds, and 2 of the 3 seeds
+# of the V2 world model and of the V3 behaviour changes (their third seeds and the all-together
+# arm were still training when it ran; the cell draws each as soon as its CSVs are in
+# `benchmarks/results/`).
+#
+# - V1: the mean of seeds 0-2 reaches -250 at 40k env frames (4,000 updates); their last-3 means
+#   are -202, -259 and -196.
+# - V2 world model: its two seeds disagree. Seed 1 is the first curve of any arm to come near
+#   -250 (by 15k env frames), and its last-3 mean is -213; seed 0's is -638, far below V1's
+#   seeds. Their mean never reaches -250.
+# - V3 behaviour: both seeds stay near random play until 20k env frames and rise from 25k on;
+#   their last-3 means, -353 and -609, are below V1's. Their mean never reaches -250.
+# - Cost, timed above on this machine: the discrete latent makes an update about 1.6x V1's; the
+#   V3 changes cost almost nothing.
+#
+# So with two seeds an arm, neither the V2 world model nor the V3 behaviour changes learns this
+# task better than DreamerV1 with the `cpu` preset: each has a seed whose last-3 mean is below
+# every V1 seed's. Two seeds cannot say more than that.
 #
 # ## Summary
 #
