@@ -23,12 +23,17 @@ def pair(precision):
     plain = DreamerV1(config.replace(fast=False), 2, "cpu")
     fast = DreamerV1(config.replace(fast=True, precision=precision, compile="off"), 2, "cpu")
     fast.load_state_dict(plain.state_dict())
+    channels_last = lambda agent: agent.decoder.deconvs[0].weight.is_contiguous(memory_format=torch.channels_last)  # noqa: E731
+    assert channels_last(fast) and not channels_last(plain), "the fast path did not switch the convs' layout"
     data = random_batch(config.batch_size, config.seq_len, action_size=2)
     return losses_and_grads(plain, data), losses_and_grads(fast, data)
 
 
-def test_fast_path_in_fp32_matches_plain_path():
-    """channels-last convolutions only change memory layout: results agree to float rounding."""
+def test_fast_path_in_fp32_matches_plain_path(monkeypatch):
+    """channels-last convolutions only change memory layout: results agree to float rounding.
+    The fast path takes them in fp32 on AVX512 CPUs only; this test says it has one, so that the
+    layout is tested on every machine."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     (plain_metrics, plain_grads), (fast_metrics, fast_grads) = pair("fp32")
     for key in ("model_loss", "image_loss", "reward_loss", "kl", "actor_loss", "critic_loss"):
         assert fast_metrics[key] == pytest.approx(plain_metrics[key], rel=1e-4, abs=1e-4), key
@@ -59,3 +64,17 @@ def test_auto_precision_is_fp32_on_every_cpu_and_bf16_only_when_asked(monkeypatc
         assert fast.resolve_precision(make_config("cpu"), torch.device("cpu")) == torch.float32
         assert fast.resolve_precision(make_config("cpu", precision="bf16"), torch.device("cpu")) == torch.bfloat16
     assert fast.resolve_precision(make_config("cpu", precision="bf16", fast=False), torch.device("cpu")) == torch.float32
+
+
+def test_channels_last_only_where_it_measured_faster(monkeypatch):
+    """fp32 on the CPU: channels-last on AVX512 CPUs (the cpu preset's update 0.92x), the plain
+    layout on AVX2 ones (slower there); always with bf16 or on CUDA; never without the fast path."""
+    from dreamer_lib import fast
+    cpu, cuda, fp32, bf16 = torch.device("cpu"), torch.device("cuda"), torch.float32, torch.bfloat16
+    for capability, expected in (("AVX512", True), ("AVX2", False), ("DEFAULT", False)):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+        assert fast.use_channels_last(make_config("cpu"), cpu, fp32) is expected, capability
+        assert fast.use_channels_last(make_config("cpu"), cpu, bf16) is True, capability
+        assert fast.use_channels_last(make_config("cpu"), cuda, fp32) is True, capability
+        assert fast.use_channels_last(make_config("cpu", fast=False), cpu, fp32) is False, capability
+
