@@ -646,36 +646,37 @@ for ax, (i, arm) in zip(axes, enumerate(ARMS)):
     common = [seed for seed in SEEDS if seed in seeds]
     if common:
         ax.plot(seeds[common[0]][0], np.mean([seeds[seed][2] for seed in common], axis=0), color="k", lw=2,
-                label=f"mean of seeds {', '.join(map(str, common))}")
+                label=f"mean of seeds {', '.join(map(str, common))}" if len(common) > 1 else f"seed {common[0]}")
         ax.legend(fontsize=7, loc="lower right")
     ax.axhline(-250, color="gray", ls="--", lw=0.8)
     ax.set_xlim(0, 52_000)
     ax.set_xticks([0, 25_000, 50_000], ["0", "25k", "50k"])
-    ax.set_title(f"{arm} ({len(seeds)} seeds)" if seeds else f"{arm}: not measured yet", fontsize=9)
+    ax.set_title(f"{arm} ({len(seeds)} seed{'s' * (len(seeds) > 1)})" if seeds else f"{arm}: not measured yet", fontsize=9)
     ax.set_xlabel("env frames")
 axes[0].set_ylabel("eval return (20 episodes)")
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# What the committed run shows, with three of the four arms: V1's 5 seeds, and 2 of the 3 seeds
-# of the V2 world model and of the V3 behaviour changes (their third seeds and the all-together
-# arm were still training when it ran; the cell draws each as soon as its CSVs are in
-# `benchmarks/results/`).
+# What the committed run shows: V1's 5 seeds, all 3 of the V3 behaviour changes, 2 of the V2 world
+# model's and 1 of the all-together arm's (the others were still training when it ran; the cell
+# draws each as soon as its CSVs are in `benchmarks/results/`).
 #
 # - V1: the mean of seeds 0-2 reaches -250 at 40k env frames (4,000 updates); their last-3 means
 #   are -202, -259 and -196.
-# - V2 world model: its two seeds disagree. Seed 1 is the first curve of any arm to come near
-#   -250 (by 15k env frames), and its last-3 mean is -213; seed 0's is -638, far below V1's
-#   seeds. Their mean never reaches -250.
-# - V3 behaviour: both seeds stay near random play until 20k env frames and rise from 25k on;
-#   their last-3 means, -353 and -609, are below V1's. Their mean never reaches -250.
-# - Cost, timed above on this machine: the discrete latent makes an update about 1.6x V1's; the
-#   V3 changes cost almost nothing.
+# - V2 world model: its two seeds disagree. Seed 1 comes near -250 by 15k env frames and its
+#   last-3 mean is -213; seed 0's is -638, far below V1's seeds. Their mean never reaches -250.
+# - V3 behaviour: one seed (last-3 -218) ends among V1's, two end below every V1 seed (-353 and
+#   -609). The mean of the three never reaches -250 by 50k env frames.
+# - All together: its one seed is above -250 from 20k env frames (2,000 updates) on, half the
+#   frames V1's mean needs, and stays there (last-3 -192).
+# - Cost, timed above on this machine: the discrete latent makes an update about 1.7x V1's (V2
+#   and all together); the V3 behaviour changes cost almost nothing.
 #
-# So with two seeds an arm, neither the V2 world model nor the V3 behaviour changes learns this
-# task better than DreamerV1 with the `cpu` preset: each has a seed whose last-3 mean is below
-# every V1 seed's. Two seeds cannot say more than that.
+# So on this task the V3 behaviour changes alone do not help: over 3 seeds they learn later and
+# end lower than DreamerV1 with the `cpu` preset. The V2 world model's two seeds disagree, and one
+# seed of all the changes together learned early and held. One or two seeds cannot say whether
+# the discrete latent with KL balancing and free bits helps here; the remaining seeds will.
 #
 # ## Summary
 #
