@@ -35,7 +35,9 @@ PENDULUM_CANVAS = 256  # pixels per side of the canvas Pendulum is drawn on befo
 
 def resize(frame: np.ndarray, size: int) -> np.ndarray:
     if frame.shape[:2] == (size, size):
-        return frame
+        # A copy where needed: MuJoCo hands its frames over flipped, with negative strides, which
+        # torch cannot wrap when the actor reads the frame.
+        return np.ascontiguousarray(frame)
     return np.array(Image.fromarray(frame).resize((size, size), Image.BILINEAR))
 
 

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from dreamer_lib.agent import DreamerV1
 from dreamer_lib.config import make_config
 from dreamer_lib.envs import make_env, run_episode
 from dreamer_lib.config import updates_due
@@ -50,6 +51,19 @@ def test_pendulum_frames_are_gymnasiums_picture_drawn_on_a_smaller_canvas():
         want = np.asarray(Image.fromarray(big).resize((64, 64), Image.BILINEAR), float)
         differences.append(np.abs(frame.astype(float) - want).mean())
     assert np.mean(differences) < 0.25, np.mean(differences)  # grey levels of 255; a 128 canvas gives ~0.3
+
+
+def test_a_frame_of_the_right_size_reaches_the_actor_even_if_flipped():
+    """DMC (MuJoCo) renders 64x64 frames upside down and flips them with a view of negative
+    strides; the actor must still read them (torch refuses such arrays)."""
+    from dreamer_lib.envs import resize
+
+    frame = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)[::-1]
+    kept = resize(frame, 64)
+    assert np.array_equal(kept, frame) and kept.flags.c_contiguous
+    agent = DreamerV1(make_config("ci"), 1)
+    action, _ = agent.policy(kept, agent.initial_policy_state(), explore=False)
+    assert action.shape == (1,)
 
 
 def test_action_repeat_sums_rewards_of_the_scaled_action():
