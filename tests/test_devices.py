@@ -12,28 +12,11 @@ from dreamer_lib.agent import DreamerV1
 from dreamer_lib.buffer import random_batch
 from dreamer_lib.config import make_config
 from dreamer_lib.train import Trainer
+from test_fast_path import assert_same_direction, small_config, update_once
 
 CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", "cuda"] if CUDA else ["cpu"]
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
-
-
-def small_config(**changes):
-    return make_config("ci", batch_size=4, seq_len=10, cnn_depth=8, dense_units=32, deter_size=32, hidden_size=32,
-                       **changes)
-
-
-def update_once(agent, data, lr: float = 0.0):
-    """One update with the same reparameterisation noise; lr 0 leaves the weights where they were.
-    Returns (metrics, gradients per group, weights after the step), all as CPU floats."""
-    for optimizer in agent.optimizers.values():
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-    torch.manual_seed(123)
-    metrics = agent.update(data)
-    grads = {group: torch.cat([p.grad.flatten().float().cpu() for p in params]) for group, params in agent.params.items()}
-    weights = torch.cat([p.detach().flatten().float().cpu() for p in agent.parameters()])
-    return {k: float(v) for k, v in metrics.items()}, grads, weights
 
 
 def agents(plain_changes: dict, fast_changes: dict):
@@ -43,14 +26,6 @@ def agents(plain_changes: dict, fast_changes: dict):
     fast = DreamerV1(config.replace(device="cuda", **{"fast": True, **fast_changes}), 2)
     fast.load_state_dict(plain.state_dict())
     return plain, fast, random_batch(config.batch_size, config.seq_len, action_size=2)
-
-
-def assert_same_direction(fast_grads, plain_grads, cosine_min: float):
-    for group in plain_grads:
-        cosine = torch.nn.functional.cosine_similarity(fast_grads[group], plain_grads[group], dim=0)
-        ratio = fast_grads[group].norm() / plain_grads[group].norm()
-        assert cosine > cosine_min, f"{group} gradients: cosine {cosine:.5f}"
-        assert 0.95 < ratio < 1.05, f"{group} gradient norms differ: ratio {ratio:.3f}"
 
 
 @needs_cuda
