@@ -16,7 +16,8 @@ from dreamer_lib.agent import DreamerV1
 from dreamer_lib.buffer import random_batch
 from dreamer_lib.config import make_config
 
-CASES = {"cpu": {}, "plain path (--no-fast: NCHW layout)": dict(fast=False), "imagine_every=1 (the paper's)": dict(imagine_every=1), "imagine_every=2": dict(imagine_every=2),
+CASES = {"cpu": {}, "plain path (--no-fast: NCHW layout)": dict(fast=False),
+         "imagine_every=1 (the paper's)": dict(imagine_every=1), "imagine_every=2": dict(imagine_every=2),
          "slow critic + return norm.": dict(slow_critic_decay=0.98, return_normalization=True),
          "kl_balance=0.8": dict(kl_balance=0.8),
          "V2 world model (32x32 discrete, kl_balance)": dict(latent_classes=32, stoch_size=32, kl_balance=0.8),

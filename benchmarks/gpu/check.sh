@@ -7,14 +7,7 @@
 #   there:       device `run`, carry [".whl"], timeout_s 540, command: bash benchmarks/gpu/check.sh
 #   on a CPU first, to try the script: TINY=1 PYTHON=.venv/bin/python OUT=/tmp/gpu-out bash benchmarks/gpu/check.sh
 set -u
-out=${OUT:-gpu-out}
-mkdir -p "$out"
-py=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1 SDL_VIDEODRIVER=dummy
-if [ -d .whl ] && [ -z "${TINY:-}" ]; then  # the GPU machine has torch, numpy, matplotlib, pytest; not gymnasium or tyro
-  $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=$PWD:/tmp/site
-fi
+source benchmarks/gpu/setup.sh .whl
 
 { date -u; nvidia-smi 2>&1 | head -12
   $py -c "import torch; print('torch', torch.__version__, '| cuda', torch.cuda.is_available(), '| bf16', torch.cuda.is_available() and torch.cuda.is_bf16_supported())"

@@ -5,22 +5,16 @@
 #   there:       device `run`, carry [".whl"], timeout_s 570, command: bash benchmarks/gpu/lessons.sh 00 01 02 03 04 05 07 08
 #                (then, in a run of its own: bash benchmarks/gpu/lessons.sh 06)
 #   on a CPU first: TINY=1 PYTHON=.venv/bin/python OUT=/tmp/gpu-out bash benchmarks/gpu/lessons.sh 00 02
-# Back in $OUT: times.txt (one line per lesson), kernels.log (what the kernels said) and lessons.tar.gz (the executed notebooks, to
-# read and to look at every picture before any of it is committed).
+# Back in $OUT: times.txt (one line per lesson), kernels.log (what the kernels said) and
+# lessons.tar.gz (the executed notebooks, to read and to look at every picture before any of it
+# is committed).
 set -u
-out=${OUT:-gpu-out}
-mkdir -p "$out"
-py=${PYTHON:-python3}
-if [ -n "${TINY:-}" ]; then scale=ci; else scale=gpu; fi
-export PYTHONUNBUFFERED=1 SDL_VIDEODRIVER=dummy DREAMER_SCALE=$scale
-if [ -d .whl ] && [ -z "${TINY:-}" ]; then  # gymnasium, tyro and the Jupyter tooling the GPU machine lacks
-  $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=$PWD:/tmp/site
-fi
+source benchmarks/gpu/setup.sh .whl
+if [ -n "${TINY:-}" ]; then export DREAMER_SCALE=ci; else export DREAMER_SCALE=gpu; fi
 executed=$(mktemp -d)
 for number in "$@"; do
   for lesson in notebooks/${number}_*.ipynb; do
-    $py - "$lesson" "$executed" <<'PY' 2>&1 | tee -a "$out/times.txt"
+    $py - "$lesson" "$executed" <<'PY' 2>>"$out/kernels.log" | tee -a "$out/times.txt"
 import pathlib, sys, time
 import nbformat
 from nbclient import NotebookClient

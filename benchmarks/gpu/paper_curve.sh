@@ -10,15 +10,11 @@
 #   on a CPU first: TINY=1 PYTHON=.venv/bin/python OUT=/tmp/gpu-out bash benchmarks/gpu/paper_curve.sh 0
 # Back in $OUT: learn.txt (the benchmark's table and wall clock) and each seed's eval and metrics CSVs.
 set -u
-out=${OUT:-gpu-out}
-mkdir -p "$out"
-py=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1 MUJOCO_GL=egl
+source benchmarks/gpu/setup.sh .whl-dmc
+export MUJOCO_GL=egl
 if [ -z "${TINY:-}" ]; then
   for deb in .gl/*.deb; do dpkg -x "$deb" /; done
   ldconfig
-  $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl-dmc/*.whl || exit 1
-  export PYTHONPATH=$PWD:/tmp/site
   sizes="--preset paper --total-frames 100000"
 else
   sizes="--preset ci --total-frames 800"
