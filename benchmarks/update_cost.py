@@ -8,13 +8,11 @@ import argparse
 import pathlib
 import platform
 import statistics
-import time
 
 import torch
 
-from dreamer_lib.agent import DreamerV1
-from dreamer_lib.buffer import random_batch
 from dreamer_lib.config import make_config
+from dreamer_lib.course.costs import update_times
 
 CASES = {"cpu": {}, "plain path (--no-fast: NCHW layout)": dict(fast=False),
          "imagine_every=1 (the paper's)": dict(imagine_every=1), "imagine_every=2": dict(imagine_every=2),
@@ -32,20 +30,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    agents = {}
-    for name, changes in CASES.items():
-        config = make_config("cpu", **changes)
-        torch.manual_seed(0)
-        agent = DreamerV1(config, 1, "cpu")
-        batch = random_batch(config.batch_size, config.seq_len, 1, seed=0)
-        agent.update(batch)  # warm-up
-        agents[name] = (agent, batch)
-    times = {name: [] for name in CASES}
-    for _ in range(args.rounds):
-        for name, (agent, batch) in agents.items():
-            started = time.perf_counter()
-            agent.update(batch)
-            times[name].append(time.perf_counter() - started)
+    configs = {name: make_config("cpu", device="cpu", **changes) for name, changes in CASES.items()}
+    times = update_times(configs, args.rounds, warmup=1)
     cpuinfo = pathlib.Path("/proc/cpuinfo")
     cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                 if line.startswith("model name")), "") if cpuinfo.exists() else platform.processor()

@@ -583,10 +583,9 @@ plt.show()
 # %%
 import csv
 import pathlib
-import time
 
 import dreamer_lib
-from dreamer_lib.buffer import random_batch
+from dreamer_lib.course.costs import update_times
 
 RESULTS = pathlib.Path(dreamer_lib.__file__).resolve().parent.parent / "benchmarks" / "results"
 V2 = dict(latent_classes=32, stoch_size=32, kl_balance=0.8)
@@ -605,47 +604,40 @@ for arm, (name, _) in ARMS.items():
                                                  for k in ("env_frames", "updates", "return_mean"))
 
 # ms per update of each arm, timed here: alternating rounds on one random batch, so a busy
-# machine slows every arm alike (benchmarks/update_cost.py does the same at more rounds).
+# machine slows every arm alike (benchmarks/update_cost.py times more settings the same way).
 preset, rounds = scale.pick(gpu="cpu", cpu="cpu", ci="ci"), scale.pick(gpu=5, cpu=5, ci=1)
-timed = {}
-for arm, (_, flags) in ARMS.items():
-    config = make_config(preset, device=scale.device.type, **flags)
-    torch.manual_seed(0)
-    timed[arm] = (DreamerV1(config, 1), random_batch(config.batch_size, config.seq_len, 1))
-    for _ in range(2):  # warm-up: the first updates also build the convolutions' kernels
-        timed[arm][0].update(timed[arm][1])
-ms = {arm: [] for arm in ARMS}
-for _ in range(rounds):
-    for arm, (agent, batch) in timed.items():
-        started = time.perf_counter()
-        agent.update(batch)
-        ms[arm].append(1000 * (time.perf_counter() - started))
-del timed
+ms = update_times({arm: make_config(preset, device=scale.device.type, **flags) for arm, (_, flags) in ARMS.items()},
+                  rounds)
+
+# Each arm over the seeds every arm runs: its eval frames, updates and mean return at each evaluation.
+means = {}
+for arm, seeds in curves.items():
+    common = [seed for seed in SEEDS if seed in seeds]
+    if common:
+        frames, updates, _ = seeds[common[0]]
+        means[arm] = (common, frames, updates, np.mean([seeds[seed][2] for seed in common], axis=0))
 
 print(f"{'arm':>15} | seeds | first mean >= -250 (updates) | last-3 mean per seed | over seeds | "
       f"ms/update ({preset} preset, here)")
 for arm in ARMS:
-    seeds = curves.get(arm, {})
-    common = [seed for seed in SEEDS if seed in seeds]
-    cells = ["not measured yet", "", ""]
-    if common:
-        frames, updates = seeds[common[0]][0], seeds[common[0]][1]
-        mean = np.mean([seeds[seed][2] for seed in common], axis=0)
+    cells, common = ["not measured yet", "", ""], []
+    if arm in means:
+        common, frames, updates, mean = means[arm]
         reached = np.flatnonzero(mean >= -250)
-        last3 = [seeds[seed][2][-3:].mean() for seed in common]
+        last3 = [curves[arm][seed][2][-3:].mean() for seed in common]
         cells = [f"{frames[reached[0]]:.0f} env frames ({updates[reached[0]]:.0f})" if len(reached) else "never",
                  ", ".join(f"{v:.0f}" for v in last3), f"{np.mean(last3):.0f}"]
     print(f"{arm:>15} | {len(common)} of {len(SEEDS)} | {cells[0]:>28} | {cells[1]:>20} | {cells[2]:>10} | "
-          f"{np.median(ms[arm]):.0f}")
+          f"{1000 * np.median(ms[arm]):.0f}")
 
 fig, axes = plt.subplots(1, len(ARMS), figsize=(12, 3), sharey=True)
 for ax, (i, arm) in zip(axes, enumerate(ARMS)):
     seeds = curves.get(arm, {})
     for seed, (frames, _, returns) in sorted(seeds.items()):
         ax.plot(frames, returns, color=f"C{i}", lw=1, alpha=0.6 if seed in SEEDS else 0.25)
-    common = [seed for seed in SEEDS if seed in seeds]
-    if common:
-        ax.plot(seeds[common[0]][0], np.mean([seeds[seed][2] for seed in common], axis=0), color="k", lw=2,
+    if arm in means:
+        common, frames, _, mean = means[arm]
+        ax.plot(frames, mean, color="k", lw=2,
                 label=f"mean of seeds {', '.join(map(str, common))}" if len(common) > 1 else f"seed {common[0]}")
         ax.legend(fontsize=7, loc="lower right")
     ax.axhline(-250, color="gray", ls="--", lw=0.8)
@@ -670,7 +662,7 @@ plt.show()
 #   -609). The mean of the three never reaches -250 by 50k env frames.
 # - All together: its one seed is above -250 from 20k env frames (2,000 updates) on, half the
 #   frames V1's mean needs, and stays there (last-3 -192).
-# - Cost, timed above on this machine: the discrete latent makes an update about 1.7x V1's (V2
+# - Cost, timed above on this machine: the discrete latent makes an update about 1.6x V1's (V2
 #   and all together); the V3 behaviour changes cost almost nothing.
 #
 # So on this task the V3 behaviour changes alone do not help: over 3 seeds they learn later and

@@ -144,3 +144,13 @@ def test_reward_fit_bins_the_absolute_error_by_the_real_reward():
     # [-inf, -20): |1|; [-20, -10): (2 + 0.5) / 2; [-10, -2): none; [-2, inf): (0 + 0.4) / 2
     assert [(steps, round(mean, 6)) for _, _, steps, mean in rows] == [(1, 1.0), (2, 1.25), (2, 0.2)]
     assert [(low, high) for low, high, _, _ in rows] == [(-np.inf, -20.0), (-20.0, -10.0), (-2.0, np.inf)]
+
+
+def test_update_times_times_every_setting_in_every_round_and_trains_each_agent_alone():
+    from dreamer_lib.config import make_config
+    from dreamer_lib.course.costs import update_times
+
+    configs = {"small": make_config("ci", device="cpu"), "discrete": make_config("ci", device="cpu", latent_classes=4)}
+    times = update_times(configs, rounds=3, warmup=1)
+    assert list(times) == ["small", "discrete"]
+    assert all(len(values) == 3 and all(t > 0 for t in values) for values in times.values())
