@@ -97,6 +97,18 @@ def st_drawn_from_softmax(logits):
     return sample + probs - probs.detach(), probs
 
 
+def st_drawn_before_the_mix(logits):  # probs mixed for the KL, the sample drawn from the plain softmax
+    probs = mixed(logits)
+    sample = torch.distributions.OneHotCategorical(probs=logits.softmax(-1)).sample()
+    return sample + probs - probs.detach(), probs
+
+
+def st_probs_detached(logits):  # the KL, computed from probs, would train no logits
+    probs = mixed(logits)
+    sample = torch.distributions.OneHotCategorical(probs=probs).sample()
+    return sample + probs - probs.detach(), probs.detach()
+
+
 def st_relaxed_sample(logits):  # Gumbel-softmax: not one-hot in value
     probs = mixed(logits)
     return F.gumbel_softmax(probs.log(), tau=1.0, hard=False), probs
@@ -123,6 +135,8 @@ def test_right_straight_through_samples_pass(solution, capsys):
     (st_through_unmixed_softmax, ["before the mix"]),
     (st_sign_reversed, ["sign reversed"]),
     (st_drawn_from_softmax, ["drawn", "times"]),
+    (st_drawn_before_the_mix, ["before the mix", "160"]),
+    (st_probs_detached, ["probs carries no gradient"]),
     (st_relaxed_sample, ["not one-hot"]),
     (st_wrong_dim, ["wrong dimension"]),
 ])
@@ -247,6 +261,20 @@ def scale_percent_not_fraction(returns, low_high, decay):
     return scale_right(returns, low_high, decay)[0], percentiles
 
 
+def scale_percentiles(low, high):
+    def return_scale(returns, low_high, decay):
+        quantiles = torch.quantile(returns.detach().flatten(), torch.tensor([low, high]))
+        low_high = decay * low_high + (1 - decay) * quantiles
+        return torch.clamp(low_high[1] - low_high[0], min=1.0), low_high
+    return return_scale
+
+
+def scale_per_column(returns, low_high, decay):  # percentiles of each of the N columns, averaged
+    quantiles = torch.quantile(returns.detach(), torch.tensor([0.05, 0.95]), dim=0).mean(-1)
+    low_high = decay * low_high + (1 - decay) * quantiles
+    return torch.clamp(low_high[1] - low_high[0], min=1.0), low_high
+
+
 def scale_with_gradient(returns, low_high, decay):
     flat = returns.flatten()  # not detached: the actor could shrink the spread
     low_high = decay * low_high + (1 - decay) * torch.quantile(flat, torch.tensor([0.05, 0.95]))
@@ -272,6 +300,10 @@ def test_right_return_scales_pass(solution, capsys):
     (scale_ema_swapped, ["swapped"]),
     (scale_min_max, ["minimum and maximum"]),
     (scale_percent_not_fraction, ["0.05 and 0.95"]),
+    (scale_percentiles(0.1, 0.9), ["10% and 90%", "0.05 and 0.95"]),
+    (scale_percentiles(0.01, 0.99), ["1% and 99%"]),
+    (scale_percentiles(0.25, 0.75), ["25% and 75%"]),
+    (scale_per_column, ["per column", "flatten"]),
     (scale_with_gradient, ["gradient", "returns.detach()"]),
     (scale_old_range, ["OLD low_high"]),
 ])

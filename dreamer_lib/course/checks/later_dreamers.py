@@ -51,6 +51,10 @@ def check_straight_through_sample(straight_through_sample) -> None:
         if named:
             fail(ex, named + ".")
         expect_close(ex, "probs", probs, want)
+    if not probs.requires_grad:
+        fail(ex, "probs carries no gradient (detached, or computed under torch.no_grad()): the KL is computed from "
+                 "probs, and it is what trains the prior's and the posterior's logits. Detach only inside the "
+                 "straight-through term, probs - probs.detach().")
     values = sample.detach()
     if same(values, probs):
         fail(ex, "sample equals probs: you returned the probabilities, not a sample. Draw one class per row "
@@ -74,6 +78,17 @@ def check_straight_through_sample(straight_through_sample) -> None:
         fail(ex, f"class {k} was drawn {int(counts[k])} times in {draws} draws; its probability says about "
                  f"{float(expected[k]):.0f}. Draw from probs (the mixed probabilities), not from the softmax alone "
                  "or from the logits.")
+    # The mix shows where the softmax is near one-hot: with class 0 at logit 12, the other four classes
+    # hold 0.002% of the softmax's draws and 0.8% of the mixed distribution's.
+    peaked = torch.tensor([12.0, 0.0, 0.0, 0.0, 0.0]).repeat(5 * draws, 1)
+    rest = float(call(ex, straight_through_sample, peaked, what="calling your straight_through_sample(logits) on "
+                      "logits where one class dominates")[0].detach()[:, 1:].round().sum())
+    expected = float(mixed_probs(peaked[:1])[0, 1:].sum()) * len(peaked)
+    if abs(rest - expected) > 5 * expected ** 0.5 + 3:
+        fail(ex, f"with one class at 99.99% of the softmax, the others were drawn {rest:.0f} times in {len(peaked)} "
+                 f"draws; the mixed probabilities say about {expected:.0f} (0.2% each). Draw the sample from probs, "
+                 "the mixed probabilities, not from the softmax before the mix: the mix is what keeps every class "
+                 "reachable.")
 
     weights = torch.randn(draws, classes, generator=seeded(3))
     (want_grad,) = torch.autograd.grad((want * weights).sum(), logits, retain_graph=True)
@@ -216,7 +231,14 @@ def check_return_scale(return_scale) -> None:
                 "percentiles": (1 - decay) * start + decay * percentiles,
                 "the EMA tracks the minimum and maximum, not the 5th and 95th percentiles: a single outlier "
                 "would then set the scale": decay * start + (1 - decay) * torch.stack([flat.min(), flat.max()]),
+                "the percentiles are taken per column (dim=0) and then averaged: take the 5th and 95th percentiles "
+                "of all the returns together (flatten them first)": decay * start + (1 - decay) * torch.quantile(
+                    returns.detach(), torch.tensor([0.05, 0.95]), dim=0).mean(-1),
             }
+            for low, high in ((0.01, 0.99), (0.1, 0.9), (0.25, 0.75)):
+                mistakes[f"the EMA tracks the {low:.0%} and {high:.0%} quantiles: DreamerV3's scale is the range "
+                         "between the 5th and 95th percentiles, q = 0.05 and 0.95"] = \
+                    decay * start + (1 - decay) * torch.quantile(flat, torch.tensor([low, high]))
             named = next((m for m, value in mistakes.items() if same(new, value)), None)
             if named:
                 fail(ex, f"on {case}: {named}.")
