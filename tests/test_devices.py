@@ -12,7 +12,7 @@ from dreamer_lib.agent import DreamerV1
 from dreamer_lib.buffer import random_batch
 from dreamer_lib.config import make_config
 from dreamer_lib.train import Trainer
-from test_fast_path import assert_same_direction, small_config, update_once
+from test_fast_path import assert_same_direction, small_config, update_once, uses_channels_last
 
 CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", "cuda"] if CUDA else ["cpu"]
@@ -33,7 +33,7 @@ def test_fast_path_on_cuda_is_bf16_channels_last_fused_and_matches_the_plain_pat
     plain, fast, data = agents({}, {"compile": "off"})
     assert plain.precision == torch.float32
     assert fast.precision == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32)
-    assert fast.decoder.deconvs[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert uses_channels_last(fast)
     assert all(group["fused"] for o in fast.optimizers.values() for group in o.param_groups)
     (plain_metrics, plain_grads, _), (fast_metrics, fast_grads, _) = update_once(plain, data), update_once(fast, data)
     for key in ("model_loss", "image_loss", "reward_loss", "kl", "actor_loss", "critic_loss"):

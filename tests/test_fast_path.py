@@ -25,6 +25,10 @@ def update_once(agent, data, lr: float = 0.0):
     return {k: float(v) for k, v in metrics.items()}, grads, weights
 
 
+def uses_channels_last(agent) -> bool:
+    return agent.decoder.deconvs[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def assert_same_direction(fast_grads, plain_grads, cosine_min: float):
     for group in plain_grads:
         cosine = torch.nn.functional.cosine_similarity(fast_grads[group], plain_grads[group], dim=0)
@@ -39,8 +43,7 @@ def pair(precision):
     plain = DreamerV1(config.replace(fast=False), 2, "cpu")
     fast = DreamerV1(config.replace(fast=True, precision=precision, compile="off"), 2, "cpu")
     fast.load_state_dict(plain.state_dict())
-    channels_last = lambda agent: agent.decoder.deconvs[0].weight.is_contiguous(memory_format=torch.channels_last)  # noqa: E731
-    assert channels_last(fast) and not channels_last(plain), "the fast path did not switch the convs' layout"
+    assert uses_channels_last(fast) and not uses_channels_last(plain), "the fast path did not switch the convs' layout"
     data = random_batch(config.batch_size, config.seq_len, action_size=2)
     return update_once(plain, data)[:2], update_once(fast, data)[:2]
 

@@ -20,6 +20,13 @@ from dreamer_lib.rssm import kl_divergence
 
 
 # ---------------------------------------------------------------- 8.1 the straight-through sample
+def _off_the_probability(counts: torch.Tensor, p: torch.Tensor, draws: int) -> torch.Tensor:
+    """Where a count of draws lies too far from draws * p to be chance: each count is binomial,
+    so more than 5 standard deviations off, with at least 3 of slack."""
+    expected = p * draws
+    return (counts - expected).abs() > 5 * (expected * (1 - p)).sqrt() + 3
+
+
 def check_straight_through_sample(straight_through_sample) -> None:
     """straight_through_sample(logits (..., classes)) -> (sample, probs): probs the softmax with a
     1% uniform mix; sample one-hot, drawn from probs, with the gradient of probs."""
@@ -70,9 +77,7 @@ def check_straight_through_sample(straight_through_sample) -> None:
     if counts.max() == draws:
         fail(ex, f"every row drew class {int(counts.argmax())}: that is the argmax (the mode), not a sample. A "
                  "sample draws each class as often as its probability (torch.multinomial or OneHotCategorical).")
-    # Each class's count is binomial: 5 standard deviations around draws * p, with at least 3 of slack.
-    slack = 5 * (expected * (1 - expected / draws)).sqrt() + 3
-    off = ((counts - expected).abs() > slack).nonzero().flatten().tolist()
+    off = _off_the_probability(counts, want.detach()[0], draws).nonzero().flatten().tolist()
     if off:
         k = off[0]
         fail(ex, f"class {k} was drawn {int(counts[k])} times in {draws} draws; its probability says about "
@@ -83,12 +88,12 @@ def check_straight_through_sample(straight_through_sample) -> None:
     peaked = torch.tensor([12.0, 0.0, 0.0, 0.0, 0.0]).repeat(5 * draws, 1)
     rest = float(call(ex, straight_through_sample, peaked, what="calling your straight_through_sample(logits) on "
                       "logits where one class dominates")[0].detach()[:, 1:].round().sum())
-    expected = float(mixed_probs(peaked[:1])[0, 1:].sum()) * len(peaked)
-    if abs(rest - expected) > 5 * expected ** 0.5 + 3:
+    p_rest = mixed_probs(peaked[:1])[0, 1:].sum()
+    if _off_the_probability(torch.tensor(rest), p_rest, len(peaked)):
         fail(ex, f"with one class at 99.99% of the softmax, the others were drawn {rest:.0f} times in {len(peaked)} "
-                 f"draws; the mixed probabilities say about {expected:.0f} (0.2% each). Draw the sample from probs, "
-                 "the mixed probabilities, not from the softmax before the mix: the mix is what keeps every class "
-                 "reachable.")
+                 f"draws; the mixed probabilities say about {float(p_rest) * len(peaked):.0f} (0.2% each). Draw the "
+                 "sample from probs, the mixed probabilities, not from the softmax before the mix: the mix is what "
+                 "keeps every class reachable.")
 
     weights = torch.randn(draws, classes, generator=seeded(3))
     (want_grad,) = torch.autograd.grad((want * weights).sum(), logits, retain_graph=True)
